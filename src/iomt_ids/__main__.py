@@ -1,0 +1,5 @@
+import sys
+
+from iomt_ids.cli import main
+
+sys.exit(main())

@@ -1,0 +1,162 @@
+"""Stage ``train``: fit one task's network on the train split, tracked in MLflow.
+
+The run logs the composed config, the data and split reports, per-epoch
+metrics and the model (MLflow pyfunc from code, with signature and input
+example). The trained classifier is saved to ``<models_dir>/<task>/`` and
+its MLflow run id and model URI to ``<models_dir>/<task>/run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import lightning as L
+import mlflow
+import numpy as np
+import torch
+from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.models import infer_signature
+from omegaconf import DictConfig, OmegaConf
+
+from iomt_ids.data.batches import TensorBatches
+from iomt_ids.data.prepared import encode, feature_columns, present_labels, read_split, task_targets
+from iomt_ids.data.preprocessing import FeaturePreprocessor
+from iomt_ids.data.schema import layout_of
+from iomt_ids.models.lit_module import FlowClassifierModule
+from iomt_ids.pipeline import ingest as ingest_stage
+from iomt_ids.pipeline import prepare as prepare_stage
+from iomt_ids.pipeline.tracking import setup_mlflow, tracking_uri
+from iomt_ids.serving.flow_classifier import FlowClassifier, build_network
+
+logger = logging.getLogger(__name__)
+
+PYFUNC_CODE = Path(__file__).resolve().parents[1] / "serving" / "mlflow_model.py"
+RUN_FILE = "run.json"
+
+# Packages a served model needs besides this project's own.
+_SERVING_PACKAGES = ("torch", "numpy", "pandas", "safetensors", "mlflow")
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_uri: str
+    val_f1_macro: float
+    model_dir: Path
+
+
+def model_dir(cfg: DictConfig, task: str) -> Path:
+    return Path(cfg.paths.models_dir) / task
+
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _log_inputs(cfg: DictConfig, task: str, split_report: Path, data_reports: tuple[Path, ...]) -> None:
+    config = OmegaConf.to_container(cfg, resolve=True)
+    mlflow.log_params({**_flatten(config), "task": task})
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    for path in (split_report, *data_reports):
+        if path.is_file():
+            mlflow.log_artifact(str(path), "data")
+
+
+def _tensors(flows, columns, preprocessor, targets, class_names) -> tuple[torch.Tensor, torch.Tensor]:
+    features = preprocessor.transform(flows[columns].to_numpy(dtype=np.float32))
+    return torch.from_numpy(features), torch.from_numpy(encode(targets, class_names))
+
+
+def _log_model(classifier: FlowClassifier, folder: Path, example) -> str:
+    signature = infer_signature(example, classifier.predict(example))
+    requirements = [f"{name}=={version(name)}" for name in _SERVING_PACKAGES] + [f"iomt-ids=={version('iomt-ids')}"]
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_CODE),
+        artifacts={"classifier": str(folder)},
+        signature=signature,
+        input_example=example,
+        pip_requirements=requirements,
+    )
+    return info.model_uri
+
+
+def train_task(cfg: DictConfig, task: str) -> TrainResult:
+    """Train the configured network for one task; return the run, model URI and val macro-F1.
+
+    Reads only the train and validation splits: the test split is for the
+    evaluate stage.
+    """
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+
+    train_flows = read_split(prepare_stage.split_path(cfg, "train"))
+    val_flows = read_split(prepare_stage.split_path(cfg, "val"))
+    columns = feature_columns(train_flows)
+    train_targets = task_targets(train_flows, task)
+    val_targets = task_targets(val_flows, task)
+    class_names = present_labels(task, train_targets, val_targets)
+    missing_from_train = sorted(set(class_names) - set(train_targets.unique()))
+    if missing_from_train:
+        logger.warning("%s: classes %s have validation flows but no training flows", task, missing_from_train)
+
+    preprocessor = FeaturePreprocessor.fit(train_flows[columns].to_numpy(dtype=np.float32), columns)
+    train_x, train_y = _tensors(train_flows, columns, preprocessor, train_targets, class_names)
+    val_x, val_y = _tensors(val_flows, columns, preprocessor, val_targets, class_names)
+
+    net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
+    network = build_network(net_config, n_features=len(columns), n_classes=len(class_names))
+    module = FlowClassifierModule(network, n_classes=len(class_names), lr=cfg.model.optimizer.lr)
+    batch_size = int(cfg.model.batch_size)
+    train_batches = TensorBatches(train_x, train_y, batch_size, shuffle=True, seed=cfg.seed)
+    val_batches = TensorBatches(val_x, val_y, batch_size=max(batch_size, 4096))
+
+    setup_mlflow(cfg)
+    layout = layout_of(columns)
+    folder = model_dir(cfg, task)
+
+    with mlflow.start_run(run_name=f"{task}-{cfg.model.name}") as run:
+        mlflow.set_tags({"task": task, "model": cfg.model.name, "stage": "train"})
+        _log_inputs(cfg, task, prepare_stage.split_report_path(cfg), ingest_stage.data_report_paths(cfg))
+        mlflow.log_params({"n_features": len(columns), "n_classes": len(class_names),
+                           "n_train_flows": len(train_y), "n_val_flows": len(val_y)})
+
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer = L.Trainer(
+                **OmegaConf.to_container(cfg.trainer, resolve=True),
+                logger=MLFlowLogger(experiment_name=cfg.mlflow.experiment_name,
+                                    tracking_uri=tracking_uri(cfg), run_id=run.info.run_id),
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=False,
+                default_root_dir=scratch,
+            )
+            trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=val_batches)
+        val_f1_macro = float(trainer.callback_metrics["val_f1_macro"])
+
+        network.cpu().eval()
+        classifier = FlowClassifier(task=task, class_names=class_names, layout=layout,
+                                    preprocessor=preprocessor, net_config=net_config, network=network)
+        if folder.exists():
+            for stale in folder.iterdir():
+                stale.unlink()
+        classifier.save(folder)
+        model_uri = _log_model(classifier, folder, val_flows[columns].head(5).reset_index(drop=True))
+
+    (folder / RUN_FILE).write_text(json.dumps({"run_id": run.info.run_id, "model_uri": model_uri}, indent=2) + "\n")
+    logger.info("%s: trained %s in %.0f s, val macro-F1 %.4f, MLflow run %s, model %s", task,
+                cfg.model.name, time.perf_counter() - started, val_f1_macro, run.info.run_id, model_uri)
+    return TrainResult(run.info.run_id, model_uri, val_f1_macro, folder)

@@ -1,0 +1,131 @@
+"""A trained flow classifier as a folder: preprocessing, network weights and label names.
+
+The folder holds two files and needs no pickle to load:
+
+- ``classifier.json``: task, label names, column layout, the fitted
+  preprocessing (fill values, mean, scale) and the network's config
+  (``_target_`` plus keyword arguments).
+- ``weights.safetensors``: the network's state dict.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from iomt_ids.data.errors import DataError
+from iomt_ids.data.preprocessing import FeaturePreprocessor
+
+CONFIG_FILE = "classifier.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+# Only networks of this package are built from a saved config.
+_ALLOWED_TARGET_PREFIX = "iomt_ids.models."
+
+
+def build_network(net_config: dict, n_features: int, n_classes: int) -> nn.Module:
+    """Instantiate the network class named by ``net_config['_target_']``."""
+    target = net_config["_target_"]
+    if not target.startswith(_ALLOWED_TARGET_PREFIX):
+        raise ValueError(f"network {target!r} is not a class under {_ALLOWED_TARGET_PREFIX}")
+    module_name, class_name = target.rsplit(".", 1)
+    network_class = getattr(importlib.import_module(module_name), class_name)
+    kwargs = {key: value for key, value in net_config.items() if key != "_target_"}
+    for key, value in kwargs.items():
+        if isinstance(value, list):
+            kwargs[key] = tuple(value)
+    return network_class(n_features=n_features, n_classes=n_classes, **kwargs)
+
+
+@dataclass
+class FlowClassifier:
+    """Turns raw feature columns into class probabilities for one task."""
+
+    task: str
+    class_names: list[str]
+    layout: str
+    preprocessor: FeaturePreprocessor
+    net_config: dict
+    network: nn.Module
+
+    @property
+    def columns(self) -> list[str]:
+        return self.preprocessor.columns
+
+    def feature_array(self, flows: pd.DataFrame) -> np.ndarray:
+        """Select the model's columns from raw flows as float32, in training order."""
+        missing = [column for column in self.columns if column not in flows.columns]
+        if missing:
+            raise DataError(
+                f"input lacks column(s) {', '.join(repr(c) for c in missing)} of the {self.layout} "
+                f"layout this model was trained on. Use files of the {self.layout} layout."
+            )
+        return flows[self.columns].to_numpy(dtype=np.float64).astype(np.float32)
+
+    @torch.inference_mode()
+    def predict_proba(self, flows: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
+        """Return class probabilities, float32 (n_flows, n_classes), columns in ``class_names`` order."""
+        features = self.preprocessor.transform(self.feature_array(flows))
+        self.network.eval()
+        device = next(self.network.parameters()).device
+        chunks = []
+        for start in range(0, len(features), batch_size):
+            batch = torch.from_numpy(features[start:start + batch_size]).to(device)
+            chunks.append(torch.softmax(self.network(batch), dim=1).cpu().numpy())
+        if not chunks:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def predict(self, flows: pd.DataFrame) -> pd.DataFrame:
+        """Return the predicted class, its probability and every class probability per flow."""
+        probabilities = self.predict_proba(flows)
+        best = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, dtype=int)
+        result = pd.DataFrame({
+            "predicted_class": np.asarray(self.class_names, dtype=object)[best],
+            "probability": probabilities[np.arange(len(best)), best].astype(np.float64),
+        })
+        for index, name in enumerate(self.class_names):
+            result[f"probability_{name}"] = probabilities[:, index].astype(np.float64)
+        return result
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "task": self.task,
+            "class_names": list(self.class_names),
+            "layout": self.layout,
+            "preprocessing": self.preprocessor.to_dict(),
+            "network": self.net_config,
+        }
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        state = {key: value.detach().cpu().contiguous() for key, value in self.network.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, folder: Path, device: str = "cpu") -> "FlowClassifier":
+        folder = Path(folder)
+        config_path = folder / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path} not found: {folder} is not a saved flow classifier")
+        config = json.loads(config_path.read_text())
+        preprocessor = FeaturePreprocessor.from_dict(config["preprocessing"])
+        network = build_network(config["network"], len(preprocessor.columns), len(config["class_names"]))
+        network.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device=device))
+        network.to(device).eval()
+        return cls(
+            task=config["task"],
+            class_names=list(config["class_names"]),
+            layout=config["layout"],
+            preprocessor=preprocessor,
+            net_config=config["network"],
+            network=network,
+        )
