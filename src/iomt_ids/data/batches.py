@@ -12,8 +12,8 @@ class TensorBatches:
 
     Each epoch draws one permutation (when ``shuffle``) and yields slices of
     it, which is much faster than a DataLoader that indexes and collates one
-    row at a time. The permutation comes from a generator seeded with
-    ``seed + epoch``, so runs are repeatable.
+    row at a time. The permutations come from one generator seeded once with
+    ``seed``, so a run is repeatable and other seeds give other orders.
     """
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int,
@@ -27,19 +27,14 @@ class TensorBatches:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self._epoch = 0
+        self._generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n_rows = len(self.labels)
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self._epoch)
-            order = torch.randperm(n_rows, generator=generator)
-        else:
-            order = None
-        self._epoch += 1
+        order = torch.randperm(n_rows, generator=self._generator) if self.shuffle else None
 
         for start in range(0, n_rows, self.batch_size):
             if order is None:

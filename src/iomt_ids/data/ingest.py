@@ -18,6 +18,9 @@ Policy for cells, applied per file:
   counted as ``repeated_header``. A last line with too few fields (a
   truncated download) is dropped and counted as ``truncated_last_line``.
   A short or long line anywhere else is an error naming the line.
+- Blank lines below the header are skipped and not counted as rows, but a
+  blank line above it is an error. A file of blank lines only is reported as
+  empty, and a header-only file has no rows.
 """
 
 from __future__ import annotations
@@ -166,16 +169,27 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def read_header(path: Path) -> list[str] | None:
-    """Return the column names of a CSV file, stripped of spaces, or None for an empty file."""
+    """Return the column names of a CSV file, stripped of spaces, or None for an empty file.
+
+    A file counts as empty when it contains only blank lines.
+    """
     try:
         with _open_text(path) as handle:
             first_line = handle.readline()
+            later_text = ""
+            if not first_line.strip():
+                later_text = next((line for line in handle if line.strip()), "")
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as error:
         raise DataError(
             f"{path}: not a readable UTF-8 CSV file ({error}). Replace it with the CSV file "
             f"of the release or remove it from the raw-data folder."
         ) from None
 
+    if later_text:
+        raise DataError(
+            f"{path}, line 1: blank line where the header belongs. Delete the blank line(s) "
+            f"above the header."
+        )
     if not first_line.strip():
         return None
     if "\x00" in first_line:
@@ -209,7 +223,10 @@ def detect_layout(path: Path, header: list[str]) -> tuple[str, list[str]]:
     return best, extra
 
 
-def _read_fast(path: Path, header: list[str], columns: tuple[str, ...]) -> tuple[pa.Table, list]:
+def _read_csv(
+    path: Path, header: list[str], columns: tuple[str, ...], column_type: pa.DataType
+) -> tuple[pa.Table, list]:
+    """Read the layout columns as one Arrow type, and collect the lines with a wrong field count."""
     invalid_rows: list = []
 
     def keep_invalid(row) -> str:
@@ -222,10 +239,44 @@ def _read_fast(path: Path, header: list[str], columns: tuple[str, ...]) -> tuple
         parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
         convert_options=pacsv.ConvertOptions(
             include_columns=list(columns),
-            column_types={column: pa.float64() for column in columns},
+            column_types={column: column_type for column in columns},
+            strings_can_be_null=True,
         ),
     )
     return table, invalid_rows
+
+
+def _read_table(path: Path, header: list[str], columns: tuple[str, ...]) -> tuple[pa.Table, list, bool]:
+    """Read the layout columns as float64, or as text when some cell is not a number.
+
+    Returns (table, lines with a wrong field count, whether the table is text).
+    """
+    try:
+        table, invalid_rows = _read_csv(path, header, columns, pa.float64())
+        return table, invalid_rows, False
+    except pa.ArrowInvalid as error:
+        if "conversion error" not in str(error):
+            raise DataError(
+                f"{path}: not readable as CSV ({error}). Replace it with the CSV file of the "
+                f"release or remove it from the raw-data folder."
+            ) from None
+
+    # A repeated header or a bad cell: read text, so the caller can tell them apart.
+    try:
+        table, invalid_rows = _read_csv(path, header, columns, pa.string())
+    except pa.ArrowInvalid as error:
+        raise DataError(
+            f"{path}: not readable as UTF-8 CSV ({error}). Replace it with the CSV file of the "
+            f"release or remove it from the raw-data folder."
+        ) from None
+    return table, invalid_rows, True
+
+
+def _has_rows(path: Path) -> bool:
+    """Tell whether a non-blank line follows the header line."""
+    with _open_text(path) as handle:
+        handle.readline()
+        return any(line.strip() for line in handle)
 
 
 def _last_line(path: Path) -> str:
@@ -237,31 +288,62 @@ def _last_line(path: Path) -> str:
     return last.rstrip("\r\n")
 
 
-def _locate_short_line(path: Path, n_fields: int) -> tuple[int, int]:
+def _locate_bad_line(path: Path, n_fields: int) -> tuple[int, int]:
     """Return (line number, field count) of the first line whose field count is wrong."""
     with _open_text(path) as handle:
-        for line_number, row in enumerate(csv.reader(handle), start=1):
+        reader = csv.reader(handle)
+        for row in reader:
             if row and len(row) != n_fields:
-                return line_number, len(row)
+                return reader.line_num, len(row)
     return -1, -1
 
 
-def _read_with_repair(path: Path, header: list[str], columns: tuple[str, ...], report: FileReport) -> pa.Table:
-    """Read a file that failed numeric conversion: drop repeated headers, locate bad cells."""
-    strings = pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(skip_rows=1, column_names=header),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=list(columns),
-            column_types={column: pa.string() for column in columns},
-            strings_can_be_null=True,
-        ),
-    ).to_pandas()
+def _line_of_row(path: Path, row_index: int) -> int:
+    """Return the line number of data row ``row_index`` (0-based, header not counted).
 
+    pyarrow skips blank lines, so the row index alone is off by one per blank line above.
+    """
+    with _open_text(path) as handle:
+        reader = csv.reader(handle)
+        index = -1  # the first non-blank line is the header
+        for row in reader:
+            if not row:
+                continue
+            if index == row_index:
+                return reader.line_num
+            index += 1
+    return -1
+
+
+def _check_field_counts(path: Path, header: list[str], invalid_rows: list, report: FileReport) -> None:
+    """Drop and count a truncated last line, and raise DataError for any other line of the wrong length."""
+    if not invalid_rows:
+        return
+
+    row = invalid_rows[0]
+    is_short = row.actual_columns < len(header)
+    if len(invalid_rows) == 1 and is_short and row.text.rstrip("\r\n") == _last_line(path):
+        report.rows_dropped["truncated_last_line"] = 1
+        logger.warning("%s: dropped a truncated last line with %d of %d fields",
+                       path, row.actual_columns, len(header))
+        return
+
+    line, n_fields = _locate_bad_line(path, len(header))
+    raise DataError(
+        f"{path}, line {line}: {n_fields} fields where the header has {len(header)}. "
+        f"Repair or delete that line; only a truncated last line is dropped automatically."
+    )
+
+
+def _parse_text(path: Path, table: pa.Table, columns: tuple[str, ...], report: FileReport) -> pa.Table:
+    """Convert a text table to float64: drop repeated headers, raise DataError on the first bad cell."""
+    strings = table.to_pandas()
+
+    # Two files concatenated byte for byte leave the second byte-order mark before the header.
     is_header = np.ones(len(strings), dtype=bool)
     for column in columns:
-        is_header &= strings[column].str.strip().eq(column).to_numpy(dtype=bool, na_value=False)
+        name = strings[column].str.replace("\ufeff", "", regex=False).str.strip()
+        is_header &= name.eq(column).to_numpy(dtype=bool, na_value=False)
     if is_header.any():
         report.rows_dropped["repeated_header"] = int(is_header.sum())
         logger.warning("%s: dropped %d line(s) repeating the header", path, int(is_header.sum()))
@@ -273,11 +355,10 @@ def _read_with_repair(path: Path, header: list[str], columns: tuple[str, ...], r
         bad = (values.isna() & text.notna() & ~is_header).to_numpy(dtype=bool)
         if bad.any():
             position = int(np.flatnonzero(bad)[0])
-            # Line 1 is the header; blank lines, if any, are not counted by the reader.
             raise DataError(
-                f"{path}, line {position + 2}, column {column!r}: {strings[column].iloc[position]!r} "
-                f"is not a number. Fix or delete that line (every feature must be numeric; "
-                f"inf, -inf, NaN and empty cells are accepted)."
+                f"{path}, line {_line_of_row(path, position)}, column {column!r}: "
+                f"{strings[column].iloc[position]!r} is not a number. Fix or delete that line "
+                f"(every feature must be numeric; inf, -inf, NaN and empty cells are accepted)."
             )
         numbers[column] = values.to_numpy(dtype=np.float64)[~is_header]
 
@@ -302,32 +383,25 @@ def read_raw_file(raw_file: RawFile, header: list[str], layout: str, raw_dir: Pa
         file=path.relative_to(raw_dir).as_posix(), split=raw_file.split, class_name=raw_file.class_name
     )
 
-    try:
-        table, invalid_rows = _read_fast(path, header, columns)
-    except pa.ArrowInvalid as error:
-        if "conversion error" not in str(error):
-            raise DataError(f"{path}: not readable as CSV ({error}).") from None
-        table = _read_with_repair(path, header, columns, report)
-        invalid_rows = []
+    if _has_rows(path):
+        table, invalid_rows, is_text = _read_table(path, header, columns)
+    else:
+        # pyarrow cannot skip the header of a header-only file that lacks a final line end.
+        table = pa.table({column: pa.array([], type=pa.float64()) for column in columns})
+        invalid_rows, is_text = [], False
 
-    if invalid_rows:
-        last = _last_line(path)
-        if len(invalid_rows) == 1 and invalid_rows[0].text.rstrip("\r\n") == last:
-            report.rows_dropped["truncated_last_line"] = 1
-            logger.warning("%s: dropped a truncated last line with %d of %d fields",
-                           path, invalid_rows[0].actual_columns, len(header))
-        else:
-            line, n_fields = _locate_short_line(path, len(header))
-            raise DataError(
-                f"{path}, line {line}: {n_fields} fields where the header has {len(header)}. "
-                f"Repair or delete that line; only a truncated last line is dropped automatically."
-            )
+    # Field counts first: a skipped line above a bad cell would shift its line number.
+    _check_field_counts(path, header, invalid_rows, report)
+    if is_text:
+        table = _parse_text(path, table, columns, report)
 
     features = {}
     for column in columns:
         values64 = table.column(column).to_numpy(zero_copy_only=False)
         values64 = np.asarray(values64, dtype=np.float64)
-        values32 = values64.astype(np.float32)
+        # Overflow to inf is expected here and counted as float32_overflow.
+        with np.errstate(over="ignore"):
+            values32 = values64.astype(np.float32)
         counts = _count_nonfinite(values64, values32)
         if counts:
             report.nonfinite[column] = counts
@@ -386,6 +460,26 @@ def _check_layouts(headers: dict[RawFile, list[str]], expected: str) -> str:
     return found
 
 
+def _write_file(
+    writer: pq.ParquetWriter, raw_file: RawFile, header: list[str] | None, layout: str, raw_dir: Path
+) -> FileReport:
+    """Append the rows of one raw file to the parquet output. A None header marks an empty file."""
+    if header is None:
+        logger.warning("%s: empty file, no rows", raw_file.path)
+        return FileReport(
+            file=raw_file.path.relative_to(raw_dir).as_posix(), split=raw_file.split,
+            class_name=raw_file.class_name, empty=True,
+        )
+
+    table, report = read_raw_file(raw_file, header, layout, raw_dir)
+    report.extra_columns = [c for c in header if c not in LAYOUTS[layout]]
+    if table.num_rows:
+        writer.write_table(table.cast(writer.schema))
+    logger.info("%s: read %d, kept %d, dropped %s", report.file, report.rows_read,
+                report.rows_kept, report.rows_dropped or 0)
+    return report
+
+
 def ingest(raw_dir: Path, out_path: Path, layout: str = "auto") -> IngestReport:
     """Validate every raw file and write their flows to one parquet file.
 
@@ -398,12 +492,9 @@ def ingest(raw_dir: Path, out_path: Path, layout: str = "auto") -> IngestReport:
     logger.info("ingest: %d CSV file(s) under %s", len(raw_files), raw_dir)
 
     headers: dict[RawFile, list[str]] = {}
-    empty_files: list[RawFile] = []
     for raw_file in raw_files:
         header = read_header(raw_file.path)
-        if header is None:
-            empty_files.append(raw_file)
-        else:
+        if header is not None:
             headers[raw_file] = header
     if not headers:
         raise DataError(f"every CSV file under {raw_dir} is empty. Download the files again.")
@@ -415,23 +506,14 @@ def ingest(raw_dir: Path, out_path: Path, layout: str = "auto") -> IngestReport:
     tmp_path = out_path.with_suffix(".tmp")
     reports: list[FileReport] = []
 
-    with pq.ParquetWriter(tmp_path, output_schema(found_layout)) as writer:
-        for raw_file in raw_files:
-            if raw_file in empty_files:
-                logger.warning("%s: empty file, no rows", raw_file.path)
-                reports.append(FileReport(
-                    file=raw_file.path.relative_to(raw_dir).as_posix(), split=raw_file.split,
-                    class_name=raw_file.class_name, empty=True,
-                ))
-                continue
-            table, report = read_raw_file(raw_file, headers[raw_file], found_layout, raw_dir)
-            report.extra_columns = [c for c in headers[raw_file] if c not in LAYOUTS[found_layout]]
-            if table.num_rows:
-                writer.write_table(table.cast(writer.schema))
-            reports.append(report)
-            logger.info("%s: read %d, kept %d, dropped %s", report.file, report.rows_read,
-                        report.rows_kept, report.rows_dropped or 0)
-    tmp_path.replace(out_path)
+    # The finally clause removes the partial file that a failed run leaves behind.
+    try:
+        with pq.ParquetWriter(tmp_path, output_schema(found_layout)) as writer:
+            for raw_file in raw_files:
+                reports.append(_write_file(writer, raw_file, headers.get(raw_file), found_layout, raw_dir))
+        tmp_path.replace(out_path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
 
     result = IngestReport(layout=found_layout, files=reports)
     totals = result.totals()

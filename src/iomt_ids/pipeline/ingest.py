@@ -24,7 +24,11 @@ def run(cfg: DictConfig) -> IngestReport:
 
     summary_path, files_path = data_report_paths(cfg)
     summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps({"layout": report.layout, **report.summary()}, indent=2) + "\n")
+    # The metrics file keeps totals only, so `dvc metrics show` stays readable;
+    # the per-file, per-class and per-column counts are in the full report.
+    nonfinite = sum(sum(kinds.values()) for kinds in report.nonfinite_per_column().values())
+    summary = {"layout": report.layout, "files": len(report.files), **report.totals(), "nonfinite_cells": nonfinite}
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     files_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     logger.info("wrote %s and %s", summary_path, files_path)
     return report

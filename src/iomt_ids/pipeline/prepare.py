@@ -22,6 +22,10 @@ def split_report_path(cfg: DictConfig) -> Path:
     return Path(cfg.paths.reports_dir) / "data" / "split.json"
 
 
+def split_summary_path(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.reports_dir) / "data" / "split_summary.json"
+
+
 def run(cfg: DictConfig) -> dict:
     config = SplitConfig(**cfg.data.split)
     table = pq.read_table(cfg.paths.ingested)
@@ -46,4 +50,7 @@ def run(cfg: DictConfig) -> dict:
     path = split_report_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
+    summary = {"split_mode": mode, **{f"{split}_flows": n for split, n in report["rows"].items()}}
+    split_summary_path(cfg).write_text(json.dumps(summary, indent=2) + "\n")
+    logger.info("%s split (seed %d): %s", mode, config.seed, report["rows"])
     return report

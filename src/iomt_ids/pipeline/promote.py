@@ -25,11 +25,9 @@ from omegaconf import DictConfig
 
 from iomt_ids.data.errors import DataError
 from iomt_ids.data.fingerprint import fingerprint_flows
-from iomt_ids.data.prepared import read_split, task_targets
-from iomt_ids.data.schema import task_labels
-from iomt_ids.metrics import classification_metrics
+from iomt_ids.data.prepared import read_split
 from iomt_ids.pipeline import prepare as prepare_stage
-from iomt_ids.pipeline.evaluate import EVALUATION_FILE, reports_dir
+from iomt_ids.pipeline.evaluate import EVALUATION_FILE, reports_dir, score_predictions
 from iomt_ids.pipeline.tracking import registered_model_name, setup_mlflow
 from iomt_ids.pipeline.train import RUN_FILE, model_dir
 from iomt_ids.serving.flow_classifier import FlowClassifier
@@ -110,17 +108,8 @@ def _champion(client: MlflowClient, name: str) -> ModelVersion | None:
 
 def _rescore(model_uri: str, flows, task: str) -> float:
     """Return the macro-F1 of a registered model on labelled flows."""
-    model = mlflow.pyfunc.load_model(model_uri)
-    predictions = model.predict(flows)
-    y_true = task_targets(flows, task)
-    present = set(y_true.unique()) | set(predictions["predicted_class"].unique())
-    labels = [label for label in task_labels(task) if label in present]
-    prefix = "probability_"
-    labels = sorted(set(labels) | {c.removeprefix(prefix) for c in predictions.columns if c.startswith(prefix)},
-                    key=list(task_labels(task)).index)
-    scores = classification_metrics(y_true.to_numpy(dtype=object),
-                                    predictions["predicted_class"].to_numpy(dtype=object), labels)
-    return scores["summary"]["f1_macro"]
+    predictions = mlflow.pyfunc.load_model(model_uri).predict(flows)
+    return score_predictions(flows, predictions["predicted_class"], task)["summary"]["f1_macro"]
 
 
 def champion_score(client: MlflowClient, champion: ModelVersion, flows, task: str,
@@ -155,7 +144,7 @@ def promote(cfg: DictConfig, task: str) -> PromotionDecision:
         model_version = mlflow.register_model(
             evaluation["model_uri"], name,
             tags={"run_id": run_id, "task": task, "test_fingerprint": fingerprint,
-                  "test_f1_macro": f"{new_score:.6f}"},
+                  "test_f1_macro": repr(new_score)},
         )
         logger.info("registered %s version %s from run %s", name, model_version.version, run_id)
     else:

@@ -36,6 +36,12 @@ from iomt_ids.serving.flow_classifier import FlowClassifier, build_network
 
 logger = logging.getLogger(__name__)
 
+# Lightning attaches its own console handlers at import; records still reach
+# the root handler that the command line sets up, so drop them to avoid
+# printing every Lightning line twice.
+for _name in ("lightning.pytorch", "lightning.fabric"):
+    logging.getLogger(_name).handlers.clear()
+
 PYFUNC_CODE = Path(__file__).resolve().parents[1] / "serving" / "mlflow_model.py"
 RUN_FILE = "run.json"
 

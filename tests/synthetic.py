@@ -1,0 +1,26 @@
+"""Small synthetic raw-data folders for pipeline tests: separable classes, real CSV files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from iomt_ids.data.schema import LAYOUTS
+
+# One class of each category, so the binary, category and attack tasks all have two or more labels.
+CLASSES = ("Benign", "ARP_Spoofing", "MQTT-DDoS-Connect_Flood", "Recon-Port_Scan", "TCP_IP-DoS-UDP")
+
+
+def write_raw_folder(raw_dir: Path, rows_per_class: int = 120, seed: int = 0, layout: str = "v2",
+                     split: str = "test") -> Path:
+    """Write one CSV per class under ``raw_dir/<split>/``; class k has features centred on 3k."""
+    rng = np.random.default_rng(seed)
+    columns = LAYOUTS[layout]
+    folder = Path(raw_dir) / split
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, class_name in enumerate(CLASSES):
+        values = rng.normal(loc=3.0 * index, scale=1.0, size=(rows_per_class, len(columns)))
+        lines = [",".join(columns)] + [",".join(f"{v:.6f}" for v in row) for row in values]
+        (folder / f"{class_name}_{split}.pcap.csv").write_text("\n".join(lines) + "\n")
+    return Path(raw_dir)

@@ -1,0 +1,48 @@
+"""The committed params.yaml must equal conf/ composed, since plain `dvc repro` reads it."""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from iomt_ids.config import compose_config, load_params, write_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_params_yaml_matches_composed_conf():
+    composed = OmegaConf.to_container(compose_config(config_dir=ROOT / "conf"), resolve=True)
+    committed = OmegaConf.to_container(OmegaConf.load(ROOT / "params.yaml"), resolve=True)
+    assert committed == composed, "params.yaml is stale: run `iomt-ids compose` (or `make params`)"
+
+
+def test_compose_experiment_overrides_trainer():
+    config = compose_config(["experiment=smoke"], config_dir=ROOT / "conf")
+    assert config.trainer.max_epochs == 1
+
+
+def test_compose_rejects_unknown_model():
+    with pytest.raises(Exception, match="no_such_model"):
+        compose_config(["model=no_such_model"], config_dir=ROOT / "conf")
+
+
+def test_write_params_round_trips(tmp_path):
+    path = tmp_path / "params.yaml"
+    write_params(path, ["trainer.max_epochs=3"], ROOT / "conf")
+    assert load_params(path).trainer.max_epochs == 3
+
+
+def test_load_params_applies_overrides():
+    config = load_params(ROOT / "params.yaml", ["model.batch_size=64"])
+    assert config.model.batch_size == 64
+
+
+def test_load_params_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="params.yaml"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_configs_have_no_hydra_interpolation():
+    # DVC composes conf/ outside @hydra.main, where ${hydra:...} cannot resolve.
+    for path in (ROOT / "conf").rglob("*.yaml"):
+        assert "${hydra:" not in path.read_text(), path
