@@ -12,6 +12,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -51,10 +52,12 @@ _SERVING_PACKAGES = ("torch", "numpy", "pandas", "safetensors", "mlflow")
 
 @dataclass
 class TrainResult:
+    """A finished training run; ``model_uri`` and ``model_dir`` are None when nothing was saved."""
+
     run_id: str
-    model_uri: str
+    model_uri: str | None
     val_f1_macro: float
-    model_dir: Path
+    model_dir: Path | None
 
 
 def model_dir(cfg: DictConfig, task: str) -> Path:
@@ -100,11 +103,15 @@ def _log_model(classifier: FlowClassifier, folder: Path, example) -> str:
     return info.model_uri
 
 
-def train_task(cfg: DictConfig, task: str) -> TrainResult:
+def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = (), save: bool = True,
+               nested: bool = False) -> TrainResult:
     """Train the configured network for one task; return the run, model URI and val macro-F1.
 
     Reads only the train and validation splits: the test split is for the
-    evaluate stage.
+    evaluate stage. ``callbacks`` are added to the Lightning trainer (a
+    pruning callback of a sweep, say). With ``save=False`` the classifier is
+    neither written to ``<models_dir>/<task>`` nor logged as an MLflow model.
+    ``nested=True`` opens the run as a child of the active MLflow run.
     """
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
@@ -134,7 +141,7 @@ def train_task(cfg: DictConfig, task: str) -> TrainResult:
     layout = layout_of(columns)
     folder = model_dir(cfg, task)
 
-    with mlflow.start_run(run_name=f"{task}-{cfg.model.name}") as run:
+    with mlflow.start_run(run_name=f"{task}-{cfg.model.name}", nested=nested) as run:
         mlflow.set_tags({"task": task, "model": cfg.model.name, "stage": "train"})
         _log_inputs(cfg, task, prepare_stage.split_report_path(cfg), ingest_stage.data_report_paths(cfg))
         mlflow.log_params({"n_features": len(columns), "n_classes": len(class_names),
@@ -145,6 +152,7 @@ def train_task(cfg: DictConfig, task: str) -> TrainResult:
                 **OmegaConf.to_container(cfg.trainer, resolve=True),
                 logger=MLFlowLogger(experiment_name=cfg.mlflow.experiment_name,
                                     tracking_uri=tracking_uri(cfg), run_id=run.info.run_id),
+                callbacks=list(callbacks),
                 enable_checkpointing=False,
                 enable_model_summary=False,
                 enable_progress_bar=False,
@@ -152,6 +160,11 @@ def train_task(cfg: DictConfig, task: str) -> TrainResult:
             )
             trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=val_batches)
         val_f1_macro = float(trainer.callback_metrics["val_f1_macro"])
+
+        if not save:
+            logger.info("%s: trained %s in %.0f s, val macro-F1 %.4f, MLflow run %s (model not saved)", task,
+                        cfg.model.name, time.perf_counter() - started, val_f1_macro, run.info.run_id)
+            return TrainResult(run.info.run_id, None, val_f1_macro, None)
 
         network.cpu().eval()
         classifier = FlowClassifier(task=task, class_names=class_names, layout=layout,
