@@ -30,9 +30,9 @@ from iomt_ids.data.download import (
     LOCK_FILE_NAME,
     DownloadError,
     FileIntegrityError,
-    class_from_file_name,
     download_release,
     list_remote_files,
+    listed_class,
     verify_lock,
 )
 
@@ -209,11 +209,40 @@ def _free_port() -> int:
         ("Benign_test.pcap.csv", "Benign"),
         ("MQTT-DDoS-Connect_Flood_train.pcap.csv", "MQTT-DDoS-Connect_Flood"),
         ("Recon-Ping_Sweep_test.pcap.csv.gz", "Recon-Ping_Sweep"),
-        ("extra7.csv", "extra"),
+        ("extra7.csv", None),
+        ("Benign-old_test.pcap.csv", None),
     ],
 )
-def test_class_from_file_name_cases(name: str, expected: str) -> None:
-    assert class_from_file_name(name) == expected
+def test_listed_class_cases(name: str, expected: str | None) -> None:
+    assert listed_class(name) == expected
+
+
+def test_unknown_names_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    served = tmp_path / "served"
+    (served / "test").mkdir(parents=True)
+    (served / "test" / "Benign_test.pcap.csv").write_text("a\n1\n")
+    (served / "test" / "summary_test.csv").write_text("a\n1\n")
+
+    with _running_server(served) as running:
+        report = download_release(tmp_path / "raw", running.base_url, splits=["test"], timeout=5, progress=False)
+
+    assert report.fetched == ["test/Benign_test.pcap.csv"]
+    assert not (tmp_path / "raw" / "test" / "summary_test.csv").exists()
+    assert "summary_test.csv" in caplog.text
+
+
+def test_only_unknown_names_fails_clearly(tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    (served / "test").mkdir(parents=True)
+    (served / "test" / "summary_test.csv").write_text("a\n1\n")
+
+    with _running_server(served) as running, pytest.raises(DownloadError) as caught:
+        download_release(tmp_path / "raw", running.base_url, splits=["test"], timeout=5, progress=False)
+
+    message = str(caught.value)
+    assert f"{running.base_url}/test/" in message
+    assert "none is named like a release file" in message
+    assert DATASET_PAGE_URL in message
 
 
 def test_list_remote_files_filters_links(tmp_path: Path) -> None:
@@ -466,3 +495,38 @@ def test_unsatisfiable_range_restarts(server: DatasetServer, served_dir: Path, r
     assert [range_header for _, range_header in server.file_requests()] == [f"bytes={stale_size}-", None]
     assert report.resumed == []
     assert (raw_dir / "test" / name).read_bytes() == served_bytes
+
+
+# --- the command line
+
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.mark.sample
+def test_cli_download_then_ingest(server: DatasetServer, raw_dir: Path, tmp_path: Path) -> None:
+    from iomt_ids import cli
+
+    code = cli.main(["--params", str(PARAMS), "download", "--base-url", server.base_url, f"data.raw_dir={raw_dir}"])
+    ingested = cli.main(["--params", str(PARAMS), "ingest", f"data.raw_dir={raw_dir}",
+                         f"paths.ingested={tmp_path / 'flows.parquet'}", f"paths.reports_dir={tmp_path / 'reports'}"])
+
+    assert code == 0
+    assert sorted(str(path.relative_to(raw_dir)) for path in raw_dir.rglob("*.csv")) == sorted(ALL_FILES)
+    assert ingested == 0
+    assert (tmp_path / "flows.parquet").is_file()
+
+
+def test_cli_download_offline_fails_fast(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from iomt_ids import cli
+
+    base_url = f"http://127.0.0.1:{_free_port()}/CSV"
+    raw_dir = tmp_path / "raw"
+    started = time.monotonic()
+    code = cli.main(["--params", str(PARAMS), "download", "--base-url", base_url, f"data.raw_dir={raw_dir}"])
+
+    assert code == 3
+    assert time.monotonic() - started < 5
+    assert f"{base_url}/train/" in caplog.text
+    assert DATASET_PAGE_URL in caplog.text
+    assert f"{raw_dir / 'train'}/" in caplog.text

@@ -96,10 +96,14 @@ def write_raw(raw_dir: Path, name: str, content: str | bytes, split: str = "trai
     return path
 
 
-def run_ingest(raw_dir: Path, layout: str = "auto") -> tuple[IngestReport, pd.DataFrame]:
-    """Ingest ``raw_dir`` into a parquet file beside it and read the output back."""
+def run_ingest(raw_dir: Path, layout: str = "auto", **options) -> tuple[IngestReport, pd.DataFrame]:
+    """Ingest ``raw_dir`` into a parquet file beside it and read the output back.
+
+    Duplicate removal is float32 (the project default) unless ``options`` set another mode,
+    so that every case also checks that duplicate removal keeps the row accounting whole.
+    """
     out_path = raw_dir.parent / f"{raw_dir.name}.parquet"
-    report = ingest(raw_dir, out_path, layout=layout)
+    report = ingest(raw_dir, out_path, layout=layout, **{"duplicates": "float32", **options})
     return report, pq.read_table(out_path).to_pandas()
 
 
@@ -488,7 +492,8 @@ def test_repeated_header_truncated_last(tmp_path):
     cut = ",".join(good_row(9, V2_COLUMNS)[:3])
     write_raw(raw, "Benign_train.pcap.csv", good_csv(2) + good_csv(2) + cut)
 
-    report, table = run_ingest(raw)
+    # The joined copies repeat the same rows, which this case keeps.
+    report, table = run_ingest(raw, duplicates="none")
 
     assert len(table) == 4
     assert report.files[0].rows_dropped == {"repeated_header": 1, "truncated_last_line": 1}
@@ -674,6 +679,7 @@ def test_numbered_capture_class(tmp_path):
 LINE_KINDS = st.one_of(
     st.just(("good", None, None)),
     st.just(("header", None, None)),
+    st.just(("duplicate", None, None)),
     st.tuples(
         st.just("nonfinite"),
         st.integers(0, len(V2_COLUMNS) - 1),
@@ -693,6 +699,10 @@ def damaged_csv(lines: list[tuple], truncated_fields: int | None) -> str:
         if kind == "header":
             text_lines.append(",".join(V2_COLUMNS))
             continue
+        if kind == "duplicate":
+            # A copy of the line above, or of the header when there is no data line yet.
+            text_lines.append(text_lines[-1])
+            continue
         values = good_row(row, V2_COLUMNS)
         if kind == "nonfinite":
             values[column] = cell_text
@@ -703,6 +713,28 @@ def damaged_csv(lines: list[tuple], truncated_fields: int | None) -> str:
     return text
 
 
+def expected_counts(kinds: list[str], truncated_fields: int | None) -> dict[str, int]:
+    """Return the rows a damaged file should keep and drop, per reason, under float32 duplicates.
+
+    A "duplicate" line copies the line above it, so it repeats whatever that line was.
+    """
+    counts = {"kept": 0, "repeated_header": 0, "duplicate": 0,
+              "truncated_last_line": int(truncated_fields is not None)}
+    previous = "header"
+    for kind in kinds:
+        if kind == "duplicate":
+            kind = "repeat_header" if previous == "header" else "repeat_row"
+        if kind in ("header", "repeat_header"):
+            counts["repeated_header"] += 1
+            previous = "header"
+        elif kind == "repeat_row":
+            counts["duplicate"] += 1
+        else:
+            counts["kept"] += 1
+            previous = "row"
+    return counts
+
+
 @settings(max_examples=30, deadline=None)
 @given(files=st.lists(RAW_FILE, min_size=1, max_size=3))
 def test_accounting_random_damage(tmp_path_factory, files):
@@ -711,12 +743,7 @@ def test_accounting_random_damage(tmp_path_factory, files):
     for index, (lines, truncated_fields) in enumerate(files):
         name = f"{CLASSES[index]}_train.pcap.csv"
         write_raw(raw, name, damaged_csv(lines, truncated_fields))
-        kinds = [kind for kind, _, _ in lines]
-        expected[f"train/{name}"] = {
-            "kept": kinds.count("good") + kinds.count("nonfinite"),
-            "repeated_header": kinds.count("header"),
-            "truncated_last_line": int(truncated_fields is not None),
-        }
+        expected[f"train/{name}"] = expected_counts([kind for kind, _, _ in lines], truncated_fields)
 
     report, table = run_ingest(raw)
 
@@ -726,6 +753,7 @@ def test_accounting_random_damage(tmp_path_factory, files):
         assert file_report.rows_kept == counts["kept"], file_report.file
         assert file_report.rows_dropped.get("repeated_header", 0) == counts["repeated_header"]
         assert file_report.rows_dropped.get("truncated_last_line", 0) == counts["truncated_last_line"]
+        assert file_report.rows_dropped.get("duplicate", 0) == counts["duplicate"]
     assert len(table) == sum(counts["kept"] for counts in expected.values())
     assert report.totals()["rows_kept"] == len(table)
 
@@ -744,7 +772,7 @@ def real_folder(shared_data_dir: Path, name: str) -> Path:
 def test_real_v2_sample(tmp_path, shared_data_dir):
     raw = real_folder(shared_data_dir, "ciciomt2024-v2-sample")
 
-    report = ingest(raw, tmp_path / "v2.parquet")
+    report = ingest(raw, tmp_path / "v2.parquet", duplicates="none")
     table = pq.read_table(tmp_path / "v2.parquet", columns=["Rate", "class"]).to_pandas()
 
     assert report.layout == "v2"
@@ -760,7 +788,7 @@ def test_real_v2_sample(tmp_path, shared_data_dir):
 def test_real_v1_partial(tmp_path, shared_data_dir):
     raw = real_folder(shared_data_dir, "ciciomt2024-v1-partial")
 
-    report = ingest(raw, tmp_path / "v1.parquet")
+    report = ingest(raw, tmp_path / "v1.parquet", duplicates="none")
     table = pq.read_table(tmp_path / "v1.parquet", columns=["class", "source_split"]).to_pandas()
 
     assert report.layout == "v1"

@@ -26,6 +26,8 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from tqdm import tqdm
 
+from iomt_ids.data.schema import class_from_file_name
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://cicresearch.ca/IOTDataset/CICIoMT2024/Dataset/WiFI_and_MQTT/attacks/CSV"
@@ -38,11 +40,6 @@ LOCK_FORMAT_VERSION = 1
 _CHUNK_BYTES = 1024 * 1024
 _USER_AGENT = "iomt-ids-downloader/0.1"
 _CSV_SUFFIXES = (".csv", ".csv.gz")
-
-# Dataset file names end in "_train.pcap.csv" or "_test.pcap.csv".
-_SPLIT_SUFFIX = re.compile(r"_(?:train|test)\.pcap\.csv(?:\.gz)?$")
-_OTHER_SUFFIX = re.compile(r"(?:\.pcap)?\.csv(?:\.gz)?$")
-_TRAILING_DIGITS = re.compile(r"\d+$")
 
 # Matches "bytes 100-199/200" and "bytes 100-199/*".
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -134,20 +131,16 @@ class _LinkParser(HTMLParser):
                 self.hrefs.append(value)
 
 
-def class_from_file_name(name: str) -> str:
-    """Return the traffic class encoded in a dataset file name.
+def listed_class(name: str) -> str | None:
+    """Return the class of a listed file name, or None when the name matches no class.
 
-    The split suffix (``_train.pcap.csv`` or ``_test.pcap.csv``, optionally
-    with ``.gz``) and then any trailing digits are removed, so
-    ``TCP_IP-DDoS-ICMP3_train.pcap.csv`` gives ``TCP_IP-DDoS-ICMP``. Names
-    without a split suffix lose only their ``.pcap.csv`` or ``.csv`` ending.
+    The rule is ingestion's (:func:`iomt_ids.data.schema.class_from_file_name`):
+    ``TCP_IP-DDoS-ICMP3_train.pcap.csv`` is class ``TCP_IP-DDoS-ICMP``.
     """
-    stem = _SPLIT_SUFFIX.sub("", name)
-    if stem == name:
-        stem = _OTHER_SUFFIX.sub("", name)
-
-    # A stem made only of digits keeps them, so the class is never empty.
-    return _TRAILING_DIGITS.sub("", stem) or stem
+    try:
+        return class_from_file_name(Path(name))
+    except ValueError:
+        return None
 
 
 def list_remote_files(base_url: str, split: str, timeout: float = 30.0) -> list[str]:
@@ -174,8 +167,10 @@ def download_release(
 ) -> DownloadReport:
     """Download the selected dataset CSV files into ``<raw_dir>/<split>/``.
 
-    ``classes`` keeps only files whose :func:`class_from_file_name` is listed.
-    ``max_files`` then keeps the first N names of each split in sorted order.
+    Listed files whose name matches no class are skipped with a warning,
+    because ingestion rejects them. ``classes`` keeps only files of those
+    classes (see :func:`listed_class`). ``max_files`` then keeps the first N
+    names of each split in sorted order.
     Each file streams to ``<name>.part`` and is renamed when complete. An
     existing ``.part`` file is resumed with a Range request. The lock file
     (default ``<raw_dir>/download.lock.json``) is rewritten after every file.
@@ -330,7 +325,16 @@ def _select_files(
 
     selected = []
     for split, names in listed.items():
-        matching = [name for name in names if classes is None or class_from_file_name(name) in classes]
+        unknown = [name for name in names if listed_class(name) is None]
+        if unknown:
+            logger.warning(
+                "Skipped %d file(s) of %s whose names match no class, because ingestion would reject them: %s",
+                len(unknown), _listing_url(base_url, split), ", ".join(unknown),
+            )
+        matching = [
+            name for name in names
+            if name not in unknown and (classes is None or listed_class(name) in classes)
+        ]
         if max_files is not None:
             matching = matching[:max_files]
 
@@ -347,10 +351,17 @@ def _check_listings_not_empty(base_url: str, listed: dict[str, list[str]], raw_d
                 "Check that the base URL points at the folder that contains the split folders. "
                 + _manual_placement_hint(raw_dir)
             )
+        if all(listed_class(name) is None for name in names):
+            raise DownloadError(
+                f"The listing page {_listing_url(base_url, split)} links {len(names)} CSV file(s), but none is "
+                f"named like a release file ('<Class><capture digits>_<split>.pcap.csv', for example "
+                f"'Benign_{split}.pcap.csv'). Check that the base URL points at the CICIoMT2024 CSV folder. "
+                + _manual_placement_hint(raw_dir)
+            )
 
 
 def _check_classes_exist(listed: dict[str, list[str]], classes: Sequence[str]) -> None:
-    available = {class_from_file_name(name) for names in listed.values() for name in names}
+    available = {listed_class(name) for names in listed.values() for name in names} - {None}
     unknown = sorted(set(classes) - available)
     if unknown:
         raise ValueError(

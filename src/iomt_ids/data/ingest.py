@@ -10,7 +10,8 @@ Policy for cells, applied per file:
 
 - ``inf``, ``-inf``, ``Infinity``, ``NaN`` and empty cells are kept as IEEE
   values in the parquet and counted per file and column; so are finite values
-  that overflow float32 (they become ``inf``). The fitted preprocessing of a
+  that overflow float32 (they become ``inf``). Counts cover every row read,
+  duplicates dropped later included. The fitted preprocessing of a
   model replaces them, the same way at training and prediction time.
 - A cell that is not a number stops ingestion with an error naming the file,
   the line, the column and the value. Nothing is quarantined silently.
@@ -21,6 +22,16 @@ Policy for cells, applied per file:
 - Blank lines below the header are skipped and not counted as rows, but a
   blank line above it is an error. A file of blank lines only is reported as
   empty, and a header-only file has no rows.
+
+Policy for rows and columns, applied across files:
+
+- ``duplicates`` (``none``, ``exact`` or ``float32``) drops a row equal to an
+  earlier row of the same split and class, counted as ``duplicate``. Test rows
+  equal to a kept train row are counted per class (``rows_equal_to_train``)
+  but kept, so the official test split stays whole.
+- ``drop_columns`` leaves named feature columns out of the parquet file.
+  Columns with one value in every kept row are always reported, and left out
+  too with ``drop_constant_columns``.
 """
 
 from __future__ import annotations
@@ -29,8 +40,12 @@ import csv
 import gzip
 import io
 import logging
+import os
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +54,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from iomt_ids.data.duplicates import DUPLICATE_MODES, RowHasher, SeenRows
 from iomt_ids.data.errors import DataError
+from iomt_ids.data.ingest_report import FileReport, IngestReport
 from iomt_ids.data.schema import LAYOUTS, binary_of, category_of, class_from_file_name, is_csv_name
 
 logger = logging.getLogger(__name__)
@@ -57,75 +74,6 @@ class RawFile:
     path: Path
     split: str
     class_name: str
-
-
-@dataclass
-class FileReport:
-    """Row accounting of one raw file: ``rows_read == rows_kept + sum(rows_dropped)``."""
-
-    file: str
-    split: str
-    class_name: str
-    rows_read: int = 0
-    rows_kept: int = 0
-    rows_dropped: dict[str, int] = field(default_factory=dict)
-    nonfinite: dict[str, dict[str, int]] = field(default_factory=dict)
-    extra_columns: list[str] = field(default_factory=list)
-    empty: bool = False
-
-
-@dataclass
-class IngestReport:
-    """What ingestion did to every row, per file, class and split."""
-
-    layout: str
-    files: list[FileReport]
-
-    def totals(self) -> dict[str, int]:
-        dropped: dict[str, int] = {}
-        for report in self.files:
-            for reason, count in report.rows_dropped.items():
-                dropped[reason] = dropped.get(reason, 0) + count
-        return {
-            "rows_read": sum(r.rows_read for r in self.files),
-            "rows_kept": sum(r.rows_kept for r in self.files),
-            "rows_dropped": sum(dropped.values()),
-            **{f"rows_dropped_{reason}": count for reason, count in sorted(dropped.items())},
-        }
-
-    def rows_per_class(self) -> dict[str, dict[str, int]]:
-        """Return kept rows per class, then per split of the raw folder."""
-        table: dict[str, dict[str, int]] = {}
-        for report in self.files:
-            per_split = table.setdefault(report.class_name, {})
-            per_split[report.split] = per_split.get(report.split, 0) + report.rows_kept
-        return table
-
-    def nonfinite_per_column(self) -> dict[str, dict[str, int]]:
-        """Return non-finite cell counts per column and kind, summed over files."""
-        table: dict[str, dict[str, int]] = {}
-        for report in self.files:
-            for column, counts in report.nonfinite.items():
-                total = table.setdefault(column, {})
-                for kind, count in counts.items():
-                    total[kind] = total.get(kind, 0) + count
-        return table
-
-    def summary(self) -> dict:
-        """Return the numbers that DVC shows as metrics (nested dicts of numbers)."""
-        return {
-            "files": len(self.files),
-            **self.totals(),
-            "rows_kept_per_class": self.rows_per_class(),
-            "nonfinite_cells": self.nonfinite_per_column(),
-        }
-
-    def to_dict(self) -> dict:
-        return {
-            "layout": self.layout,
-            "summary": self.summary(),
-            "files": [vars(report) for report in self.files],
-        }
 
 
 def discover_files(raw_dir: Path) -> list[RawFile]:
@@ -375,8 +323,11 @@ def _count_nonfinite(values64: np.ndarray, values32: np.ndarray) -> dict[str, in
     return {kind: count for kind, count in counts.items() if count}
 
 
-def read_raw_file(raw_file: RawFile, header: list[str], layout: str, raw_dir: Path) -> tuple[pa.Table, FileReport]:
-    """Read one raw file into a table of float32 features and label columns, with its report."""
+def _read_validated(raw_file: RawFile, header: list[str], layout: str, raw_dir: Path) -> tuple[pa.Table, FileReport]:
+    """Read the layout columns of one raw file as float64 after applying the line policy.
+
+    The report has the dropped lines; ``rows_read`` and ``rows_kept`` are left to the caller.
+    """
     path = raw_file.path
     columns = LAYOUTS[layout]
     report = FileReport(
@@ -394,33 +345,90 @@ def read_raw_file(raw_file: RawFile, header: list[str], layout: str, raw_dir: Pa
     _check_field_counts(path, header, invalid_rows, report)
     if is_text:
         table = _parse_text(path, table, columns, report)
+    return table, report
 
-    features = {}
+
+@dataclass
+class _LoadedFile:
+    """One raw file read and converted, before duplicate removal and writing."""
+
+    raw_file: RawFile
+    report: FileReport
+    # float32 values of each feature column, in output order.
+    features: dict[str, np.ndarray]
+    # uint64 hash of every row (see iomt_ids.data.duplicates), or None in duplicates mode "none".
+    hashes: np.ndarray | None
+    # Per feature column: its one value when every row has it, else None. Empty for a file without rows.
+    single_values: dict[str, float | None]
+
+
+def _single_value(values: np.ndarray) -> float | None:
+    """Return the value every element of a non-empty array equals, or None (NaN never counts as one value)."""
+    first = values[0]
+    if np.isnan(first) or not (values == first).all():
+        return None
+    return float(first)
+
+
+def _load_file(raw_file: RawFile, header: list[str] | None, layout: str, raw_dir: Path,
+               columns: tuple[str, ...], duplicates: str) -> _LoadedFile:
+    """Read, validate and convert one raw file, and hash its rows unless ``duplicates`` is "none".
+
+    A None header marks an empty file. Runs in worker threads: it touches no shared state.
+    """
+    if header is None:
+        logger.warning("%s: empty file, no rows", raw_file.path)
+        report = FileReport(file=raw_file.path.relative_to(raw_dir).as_posix(), split=raw_file.split,
+                            class_name=raw_file.class_name, empty=True)
+        return _LoadedFile(raw_file, report, {}, None, {})
+
+    table, report = _read_validated(raw_file, header, layout, raw_dir)
+    report.extra_columns = [column for column in header if column not in LAYOUTS[layout]]
+    n_rows = table.num_rows
+    hasher = RowHasher(n_rows) if duplicates != "none" else None
+
+    features: dict[str, np.ndarray] = {}
+    single_values: dict[str, float | None] = {}
     for column in columns:
-        values64 = table.column(column).to_numpy(zero_copy_only=False)
-        values64 = np.asarray(values64, dtype=np.float64)
+        values64 = np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
         # Overflow to inf is expected here and counted as float32_overflow.
         with np.errstate(over="ignore"):
             values32 = values64.astype(np.float32)
-        counts = _count_nonfinite(values64, values32)
-        if counts:
-            report.nonfinite[column] = counts
+
+        # Every kind counted (inf, NaN, float32 overflow) is non-finite in float32, so most columns stop here.
+        if not np.isfinite(values32).all():
+            report.nonfinite[column] = _count_nonfinite(values64, values32)
+        if hasher is not None:
+            hasher.update(values32 if duplicates == "float32" else values64)
+        if n_rows:
+            single_values[column] = _single_value(values32)
         features[column] = values32
 
-    n_rows = table.num_rows
     report.rows_kept = n_rows
     report.rows_read = n_rows + sum(report.rows_dropped.values())
+    hashes = hasher.digest() if hasher is not None else None
+    return _LoadedFile(raw_file, report, features, hashes, single_values)
 
-    class_name = raw_file.class_name
-    out = pa.table({
+
+def _output_table(loaded: _LoadedFile, keep: np.ndarray | None) -> pa.Table:
+    """Return the float32 features and label columns of the rows in ``keep`` (all rows when None)."""
+    features = {column: values if keep is None else values[keep] for column, values in loaded.features.items()}
+    n_rows = len(next(iter(features.values()))) if features else 0
+    class_name = loaded.raw_file.class_name
+    return pa.table({
         **{column: pa.array(values, type=pa.float32()) for column, values in features.items()},
         "class": _constant(class_name, n_rows),
         "category": _constant(category_of(class_name), n_rows),
         "binary": _constant(binary_of(class_name), n_rows),
-        "source_file": _constant(report.file, n_rows),
-        "source_split": _constant(raw_file.split, n_rows),
+        "source_file": _constant(loaded.report.file, n_rows),
+        "source_split": _constant(loaded.raw_file.split, n_rows),
     })
-    return out, report
+
+
+def read_raw_file(raw_file: RawFile, header: list[str], layout: str, raw_dir: Path) -> tuple[pa.Table, FileReport]:
+    """Read one raw file into a table of float32 features and label columns, with its report."""
+    loaded = _load_file(raw_file, header, layout, raw_dir, LAYOUTS[layout], duplicates="none")
+    return _output_table(loaded, keep=None), loaded.report
 
 
 def _constant(value: str, n_rows: int) -> pa.DictionaryArray:
@@ -428,12 +436,16 @@ def _constant(value: str, n_rows: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_rows, dtype=np.int32)), pa.array([value]))
 
 
-def output_schema(layout: str) -> pa.Schema:
-    """Return the parquet schema of the ingested dataset for a layout."""
+LABEL_COLUMNS: tuple[str, ...] = ("class", "category", "binary", "source_file", "source_split")
+
+
+def output_schema(layout: str, columns: tuple[str, ...] | None = None) -> pa.Schema:
+    """Return the parquet schema of the ingested dataset: feature ``columns`` (default: the layout's) and labels."""
     label = pa.dictionary(pa.int32(), pa.string())
+    columns = LAYOUTS[layout] if columns is None else columns
     return pa.schema(
-        [pa.field(column, pa.float32()) for column in LAYOUTS[layout]]
-        + [pa.field(name, label) for name in ("class", "category", "binary", "source_file", "source_split")]
+        [pa.field(column, pa.float32()) for column in columns]
+        + [pa.field(name, label) for name in LABEL_COLUMNS]
     )
 
 
@@ -460,33 +472,112 @@ def _check_layouts(headers: dict[RawFile, list[str]], expected: str) -> str:
     return found
 
 
-def _write_file(
-    writer: pq.ParquetWriter, raw_file: RawFile, header: list[str] | None, layout: str, raw_dir: Path
-) -> FileReport:
-    """Append the rows of one raw file to the parquet output. A None header marks an empty file."""
-    if header is None:
-        logger.warning("%s: empty file, no rows", raw_file.path)
-        return FileReport(
-            file=raw_file.path.relative_to(raw_dir).as_posix(), split=raw_file.split,
-            class_name=raw_file.class_name, empty=True,
+def feature_columns(layout: str, drop_columns: Iterable[str] = ()) -> tuple[str, ...]:
+    """Return the layout's feature columns without ``drop_columns``.
+
+    Raises DataError for a name that is not a column of the layout, or when no column would remain.
+    """
+    drop = list(drop_columns)
+    unknown = [name for name in drop if name not in LAYOUTS[layout]]
+    if unknown:
+        raise DataError(
+            f"data.drop_columns names {', '.join(repr(c) for c in unknown)}, which the {layout} layout "
+            f"does not have. Use exact column names of that layout: {', '.join(LAYOUTS[layout])}."
         )
-
-    table, report = read_raw_file(raw_file, header, layout, raw_dir)
-    report.extra_columns = [c for c in header if c not in LAYOUTS[layout]]
-    if table.num_rows:
-        writer.write_table(table.cast(writer.schema))
-    logger.info("%s: read %d, kept %d, dropped %s", report.file, report.rows_read,
-                report.rows_kept, report.rows_dropped or 0)
-    return report
+    kept = tuple(column for column in LAYOUTS[layout] if column not in drop)
+    if not kept:
+        raise DataError("data.drop_columns names every feature column; keep at least one.")
+    return kept
 
 
-def ingest(raw_dir: Path, out_path: Path, layout: str = "auto") -> IngestReport:
+# Raw CSV bytes that worker threads may read ahead of the parquet writer. A file
+# takes roughly twice its CSV size in memory while it is converted (an estimate
+# from the 45-column layout), so this bounds the extra memory to about 0.5 GB.
+# A larger file is still read, alone.
+_READ_AHEAD_BYTES = 256 * 1024 * 1024
+
+
+def _load_in_background(raw_files: list[RawFile], load) -> Iterator[_LoadedFile]:
+    """Yield ``load(raw_file)`` for every file in order, reading the next files in worker threads."""
+    workers = max(1, min(4, os.cpu_count() or 1))
+    pending: deque[tuple[Future, int]] = deque()
+    bytes_ahead = 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-read") as pool:
+        try:
+            for raw_file in raw_files:
+                size = raw_file.path.stat().st_size
+                while pending and (len(pending) >= workers or bytes_ahead + size > _READ_AHEAD_BYTES):
+                    future, done_size = pending.popleft()
+                    bytes_ahead -= done_size
+                    yield future.result()
+                pending.append((pool.submit(load, raw_file), size))
+                bytes_ahead += size
+
+            while pending:
+                future, _ = pending.popleft()
+                yield future.result()
+        finally:
+            # After an error, files not yet started are not read at all.
+            for future, _ in pending:
+                future.cancel()
+
+
+def _remove_duplicates(loaded: _LoadedFile, seen: SeenRows, check_overlap: bool) -> np.ndarray | None:
+    """Count the duplicate rows of a loaded file in its report and return the mask of rows to keep.
+
+    Returns None when every row is kept.
+    """
+    report = loaded.report
+    if loaded.hashes is None:
+        return None
+
+    keep = seen.keep_first(report.split, report.class_name, loaded.hashes)
+    n_duplicates = int(keep.size - keep.sum())
+    if n_duplicates:
+        report.rows_dropped["duplicate"] = n_duplicates
+        report.rows_kept -= n_duplicates
+    if check_overlap and report.split == "test":
+        report.rows_equal_to_train = seen.count_in_train(loaded.hashes[keep])
+    return keep if n_duplicates else None
+
+
+def _merge_single_values(single_values: dict[str, float | None], loaded: _LoadedFile) -> None:
+    for column, value in loaded.single_values.items():
+        if column not in single_values:
+            single_values[column] = value
+        elif single_values[column] != value:
+            single_values[column] = None
+
+
+def _drop_parquet_columns(path: Path, columns: list[str]) -> None:
+    """Rewrite a parquet file without ``columns``, one row group at a time."""
+    source = pq.ParquetFile(path)
+    keep = [name for name in source.schema_arrow.names if name not in columns]
+    rewritten = path.with_suffix(".columns.tmp")
+    try:
+        schema = pa.schema([source.schema_arrow.field(name) for name in keep])
+        with pq.ParquetWriter(rewritten, schema, use_dictionary=list(LABEL_COLUMNS)) as writer:
+            for index in range(source.num_row_groups):
+                writer.write_table(source.read_row_group(index, columns=keep))
+        rewritten.replace(path)
+    finally:
+        rewritten.unlink(missing_ok=True)
+
+
+def ingest(raw_dir: Path, out_path: Path, layout: str = "auto", duplicates: str = "none",
+           drop_columns: Iterable[str] = (), drop_constant_columns: bool = False) -> IngestReport:
     """Validate every raw file and write their flows to one parquet file.
 
-    Files are read and written one at a time, so memory follows the largest
-    file, not the release. Raises DataError on input that cannot be used.
+    ``duplicates`` is "none", "exact" or "float32" (see the module docstring).
+    ``drop_columns`` names feature columns to leave out. ``drop_constant_columns``
+    also leaves out the columns with one value in every kept row, at the cost of
+    a rewrite of the parquet file. Files are read a few at a time and written one
+    at a time, so memory follows the largest file, not the release; duplicate
+    removal adds 8 bytes per kept flow. Raises DataError on input that cannot be used.
     """
     started = time.perf_counter()
+    if duplicates not in DUPLICATE_MODES:
+        raise DataError(f"data.duplicates is {duplicates!r}; set it to one of {', '.join(DUPLICATE_MODES)}.")
     raw_dir = Path(raw_dir)
     raw_files = discover_files(raw_dir)
     logger.info("ingest: %d CSV file(s) under %s", len(raw_files), raw_dir)
@@ -500,24 +591,59 @@ def ingest(raw_dir: Path, out_path: Path, layout: str = "auto") -> IngestReport:
         raise DataError(f"every CSV file under {raw_dir} is empty. Download the files again.")
 
     found_layout = _check_layouts(headers, layout)
+    columns = feature_columns(found_layout, drop_columns)
+
+    seen = SeenRows() if duplicates != "none" else None
+    # discover_files lists every train file before the first test file, so the
+    # train rows are all known when the overlap of a test file is counted.
+    check_overlap = seen is not None and {raw_file.split for raw_file in raw_files} == set(SPLIT_FOLDERS)
+    single_values: dict[str, float | None] = {}
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = out_path.with_suffix(".tmp")
     reports: list[FileReport] = []
 
+    def load(raw_file: RawFile) -> _LoadedFile:
+        return _load_file(raw_file, headers.get(raw_file), found_layout, raw_dir, columns, duplicates)
+
     # The finally clause removes the partial file that a failed run leaves behind.
     try:
-        with pq.ParquetWriter(tmp_path, output_schema(found_layout)) as writer:
-            for raw_file in raw_files:
-                reports.append(_write_file(writer, raw_file, headers.get(raw_file), found_layout, raw_dir))
+        # Float features rarely repeat, so dictionary encoding them would only cost time.
+        with pq.ParquetWriter(tmp_path, output_schema(found_layout, columns),
+                              use_dictionary=list(LABEL_COLUMNS)) as writer:
+            for loaded in _load_in_background(raw_files, load):
+                report = loaded.report
+                keep = _remove_duplicates(loaded, seen, check_overlap) if seen is not None else None
+                if check_overlap and report.split == "test" and report.rows_equal_to_train is None:
+                    report.rows_equal_to_train = 0
+                table = _output_table(loaded, keep)
+                if table.num_rows:
+                    writer.write_table(table)
+                _merge_single_values(single_values, loaded)
+                if not report.empty:
+                    logger.info("%s: read %d, kept %d, dropped %s", report.file, report.rows_read,
+                                report.rows_kept, report.rows_dropped or 0)
+                reports.append(report)
+
+        constant_columns = [column for column in columns if single_values.get(column) is not None] \
+            if single_values else None
+        if drop_constant_columns and constant_columns:
+            _drop_parquet_columns(tmp_path, constant_columns)
         tmp_path.replace(out_path)
     finally:
         tmp_path.unlink(missing_ok=True)
 
-    result = IngestReport(layout=found_layout, files=reports)
+    result = IngestReport(
+        layout=found_layout, files=reports, duplicates=duplicates,
+        dropped_columns=[column for column in LAYOUTS[found_layout] if column not in columns],
+        constant_columns=constant_columns, constant_columns_dropped=bool(drop_constant_columns and constant_columns),
+    )
     totals = result.totals()
     logger.info("ingest: %s layout, %d rows read, %d kept, %d dropped, in %.1f s", found_layout,
                 totals["rows_read"], totals["rows_kept"], totals["rows_dropped"],
                 time.perf_counter() - started)
+    if constant_columns:
+        logger.info("ingest: constant column(s) %s%s", ", ".join(constant_columns),
+                    " left out" if drop_constant_columns else "")
     return result
