@@ -6,7 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from iomt_ids.config import compose_config
 from iomt_ids.data.schema import LAYOUTS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # One class of each category, so the binary, category and attack tasks all have two or more labels.
 CLASSES = ("Benign", "ARP_Spoofing", "MQTT-DDoS-Connect_Flood", "Recon-Port_Scan", "TCP_IP-DoS-UDP")
@@ -24,3 +27,20 @@ def write_raw_folder(raw_dir: Path, rows_per_class: int = 120, seed: int = 0, la
         lines = [",".join(columns)] + [",".join(f"{v:.6f}" for v in row) for row in values]
         (folder / f"{class_name}_{split}.pcap.csv").write_text("\n".join(lines) + "\n")
     return Path(raw_dir)
+
+
+def project_config(base: Path, *overrides: str):
+    """Compose the real conf/ with every path moved under ``base`` and a short training."""
+    return compose_config([
+        f"data.raw_dir={base}/raw",
+        f"paths.ingested={base}/interim/flows.parquet",
+        f"paths.prepared_dir={base}/prepared",
+        f"paths.models_dir={base}/models",
+        f"paths.reports_dir={base}/reports",
+        f"mlflow.tracking_uri=sqlite:///{base}/mlflow.db",
+        f"mlflow.artifact_dir={base}/artifacts",
+        "trainer.max_epochs=2",
+        "trainer.accelerator=cpu",
+        "model.batch_size=64",
+        *overrides,
+    ], config_dir=ROOT / "conf")

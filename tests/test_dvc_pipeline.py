@@ -27,7 +27,7 @@ def run(command: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess
 
 @pytest.fixture(scope="module")
 def dvc_project(tmp_path_factory):
-    """A git + DVC copy of the project that trains only the category task, for speed."""
+    """A git + DVC copy of the project: the category task only, one seed and two models compared, for speed."""
     project = tmp_path_factory.mktemp("dvc_project")
     for name in ("conf", "src", "dvc.yaml", ".dvcignore", ".gitignore"):
         source = ROOT / name
@@ -40,6 +40,12 @@ def dvc_project(tmp_path_factory):
 
     config_path = project / "conf" / "config.yaml"
     config_path.write_text(config_path.read_text().replace("tasks: [binary, category, attack]", "tasks: [category]"))
+    comparison_path = project / "conf" / "comparison" / "default.yaml"
+    comparison = comparison_path.read_text()
+    comparison = comparison.replace("cnn_models: [published_cnn, residual_cnn]", "cnn_models: [published_cnn]")
+    comparison = comparison.replace("baselines: [logistic_regression, adaboost, random_forest, mlp, lightgbm]",
+                                    "baselines: [logistic_regression]")
+    comparison_path.write_text(comparison.replace("seeds: [0, 1, 2]", "seeds: [0]"))
     trainer_path = project / "conf" / "trainer" / "default.yaml"
     trainer_path.write_text(trainer_path.read_text().replace("max_epochs: 10", "max_epochs: 1"))
     write_raw_folder(project / "data" / "raw", rows_per_class=60)
@@ -61,7 +67,8 @@ def dvc_project(tmp_path_factory):
 def test_repro_runs_every_stage(dvc_project):
     project, env = dvc_project
     result = run(["dvc", "repro"], project, env)
-    for stage in ("ingest", "prepare", "train@category", "evaluate@category", "promote@category"):
+    for stage in ("ingest", "prepare", "train@category", "evaluate@category", "promote@category",
+                  "compare_cnn@published_cnn", "compare_baseline@logistic_regression", "compare"):
         assert f"Running stage '{stage}'" in result.stdout, stage
     promotion = json.loads((project / "reports" / "category" / "promotion.json").read_text())
     assert promotion["alias"] == "champion"

@@ -12,34 +12,16 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from iomt_ids.config import compose_config
 from iomt_ids.data.prepared import read_split
 from iomt_ids.pipeline import evaluate, ingest, prepare, promote, train
 from iomt_ids.serving.flow_classifier import FlowClassifier
-from synthetic import write_raw_folder
+from synthetic import project_config, write_raw_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "category"
 MODEL_NAME = f"iomt-ids-{TASK}"
 
 pytestmark = pytest.mark.slow
-
-
-def project_config(base: Path, *overrides: str):
-    """Compose the real conf/ with every path moved under ``base`` and a short training."""
-    return compose_config([
-        f"data.raw_dir={base}/raw",
-        f"paths.ingested={base}/interim/flows.parquet",
-        f"paths.prepared_dir={base}/prepared",
-        f"paths.models_dir={base}/models",
-        f"paths.reports_dir={base}/reports",
-        f"mlflow.tracking_uri=sqlite:///{base}/mlflow.db",
-        f"mlflow.artifact_dir={base}/artifacts",
-        "trainer.max_epochs=2",
-        "trainer.accelerator=cpu",
-        "model.batch_size=64",
-        *overrides,
-    ], config_dir=ROOT / "conf")
 
 
 def train_evaluate_promote(cfg) -> promote.PromotionDecision:

@@ -80,6 +80,17 @@ def layout_of(columns: list[str]) -> str:
     raise ValueError(f"columns {columns} match neither the v1 nor the v2 layout")
 
 
+def layout_containing(columns: list[str]) -> str:
+    """Return the layout whose columns include all of ``columns`` (some may have been dropped).
+
+    Returns ``"v1"`` or ``"v2"``, or ``"v1/v2"`` when only columns common to both remain.
+    """
+    matches = [name for name, layout_columns in LAYOUTS.items() if set(columns) <= set(layout_columns)]
+    if not matches:
+        raise ValueError(f"columns {columns} belong to neither the v1 nor the v2 layout")
+    return "/".join(matches)
+
+
 def category_of(class_name: str) -> str:
     """Return the category (one of ``CATEGORIES``) of one of the 19 classes."""
     if class_name not in CLASSES:

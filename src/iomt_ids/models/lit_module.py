@@ -9,6 +9,9 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 
+SCHEDULERS = (None, "plateau", "cosine")
+
+
 def _split_metrics(n_classes: int, prefix: str) -> MetricCollection:
     return MetricCollection(
         {
@@ -26,11 +29,18 @@ class FlowClassifierModule(L.LightningModule):
     Metrics are logged per epoch as ``train_*``, ``val_*`` and ``test_*``.
     """
 
-    def __init__(self, net: nn.Module, n_classes: int, lr: float = 1e-3) -> None:
+    def __init__(self, net: nn.Module, n_classes: int, lr: float = 1e-3, weight_decay: float = 0.0,
+                 class_weights: torch.Tensor | None = None, scheduler: str | None = None,
+                 max_epochs: int | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net"])
+        self.save_hyperparameters(ignore=["net", "class_weights"])
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {scheduler!r}; expected one of {SCHEDULERS}")
+        if scheduler == "cosine" and not max_epochs:
+            raise ValueError("the cosine schedule needs max_epochs")
         self.net = net
-        self.loss = nn.CrossEntropyLoss()
+        # The weights rescale each class's share of the loss (balanced: n_flows / (n_classes * n_class_flows)).
+        self.loss = nn.CrossEntropyLoss(weight=class_weights)
         self.train_metrics = _split_metrics(n_classes, "train_")
         self.val_metrics = _split_metrics(n_classes, "val_")
         self.test_metrics = _split_metrics(n_classes, "test_")
@@ -67,5 +77,14 @@ class FlowClassifierModule(L.LightningModule):
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.scheduler == "plateau":
+            # Halve the learning rate after two epochs without a gain in validation macro-F1.
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=2)
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": plateau, "monitor": "val_f1_macro", "interval": "epoch"}}
+        if self.hparams.scheduler == "cosine":
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "epoch"}}
+        return optimizer

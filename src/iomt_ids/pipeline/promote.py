@@ -156,16 +156,16 @@ def promote(cfg: DictConfig, task: str) -> PromotionDecision:
     elif champion is None:
         decision_alias, reason, champion_f1 = CHAMPION, "no champion yet", None
     else:
-        champion_f1, how = champion_score(client, champion, test_flows, task, fingerprint)
+        champion_f1, score_source = champion_score(client, champion, test_flows, task, fingerprint)
         margin = float(cfg.registry.min_improvement)
         if beats_champion(new_score, champion_f1, margin):
             decision_alias = CHAMPION
             reason = f"macro-F1 {new_score:.4f} beats champion v{champion.version} " + (
-                f"({champion_f1:.4f}, {how}) by more than {margin}" if champion_f1 is not None else f"({how})")
+                f"({champion_f1:.4f}, {score_source}) by more than {margin}" if champion_f1 is not None else f"({score_source})")
         else:
             decision_alias = CHALLENGER
             reason = (f"macro-F1 {new_score:.4f} does not beat champion v{champion.version} "
-                      f"({champion_f1:.4f}, {how}) by more than {margin}")
+                      f"({champion_f1:.4f}, {score_source}) by more than {margin}")
 
     client.set_registered_model_alias(name, decision_alias, model_version.version)
     client.set_model_version_tag(name, model_version.version, "promotion_decision", decision_alias)

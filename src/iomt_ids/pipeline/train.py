@@ -21,6 +21,7 @@ import lightning as L
 import mlflow
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.models import infer_signature
 from omegaconf import DictConfig, OmegaConf
@@ -28,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from iomt_ids.data.batches import TensorBatches
 from iomt_ids.data.prepared import encode, feature_columns, present_labels, read_split, task_targets
 from iomt_ids.data.preprocessing import FeaturePreprocessor
-from iomt_ids.data.schema import layout_of
+from iomt_ids.data.schema import layout_containing
+from iomt_ids.models.callbacks import BestEpochWeights
 from iomt_ids.models.lit_module import FlowClassifierModule
 from iomt_ids.pipeline import ingest as ingest_stage
 from iomt_ids.pipeline import prepare as prepare_stage
@@ -37,14 +39,16 @@ from iomt_ids.serving.flow_classifier import FlowClassifier, build_network
 
 logger = logging.getLogger(__name__)
 
-# Lightning attaches its own console handlers at import; records still reach
-# the root handler that the command line sets up, so drop them to avoid
-# printing every Lightning line twice.
+# Lightning attaches its own console handlers at import. Its records also reach
+# the root handler that the command line sets up, so these are dropped to
+# avoid printing every Lightning line twice.
 for _name in ("lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).handlers.clear()
 
 PYFUNC_CODE = Path(__file__).resolve().parents[1] / "serving" / "mlflow_model.py"
 RUN_FILE = "run.json"
+
+IMBALANCE_OPTIONS: tuple[str, ...] = ("none", "class_weights", "balanced_sampling")
 
 # Packages a served model needs besides this project's own.
 _SERVING_PACKAGES = ("torch", "numpy", "pandas", "safetensors", "mlflow")
@@ -58,6 +62,7 @@ class TrainResult:
     model_uri: str | None
     val_f1_macro: float
     model_dir: Path | None
+    classifier: FlowClassifier | None = None
 
 
 def model_dir(cfg: DictConfig, task: str) -> Path:
@@ -89,6 +94,14 @@ def _tensors(flows, columns, preprocessor, targets, class_names) -> tuple[torch.
     return torch.from_numpy(features), torch.from_numpy(encode(targets, class_names))
 
 
+def _final_val_f1(trainer: L.Trainer) -> float:
+    """Return the validation macro-F1 of the weights the trainer ends with."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, BestEpochWeights) and callback.best_score is not None:
+            return callback.best_score
+    return float(trainer.callback_metrics["val_f1_macro"])
+
+
 def _log_model(classifier: FlowClassifier, folder: Path, example) -> str:
     signature = infer_signature(example, classifier.predict(example))
     requirements = [f"{name}=={version(name)}" for name in _SERVING_PACKAGES] + [f"iomt-ids=={version('iomt-ids')}"]
@@ -101,6 +114,24 @@ def _log_model(classifier: FlowClassifier, folder: Path, example) -> str:
         pip_requirements=requirements,
     )
     return info.model_uri
+
+
+def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Return n_flows / (n_classes * n_class_flows) per class; 0 for a class without flows."""
+    counts = torch.bincount(labels, minlength=n_classes).double()
+    weights = torch.where(counts > 0, len(labels) / (n_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    return weights.float()
+
+
+def _selection_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """Return early stopping and best-epoch selection on validation macro-F1, as configured."""
+    selected: list[L.Callback] = []
+    patience = cfg.model.get("early_stopping_patience")
+    if patience:
+        selected.append(EarlyStopping(monitor="val_f1_macro", mode="max", patience=int(patience)))
+    if cfg.model.get("keep_best_epoch", False):
+        selected.append(BestEpochWeights(monitor="val_f1_macro"))
+    return selected
 
 
 def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = (), save: bool = True,
@@ -126,19 +157,30 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
     if missing_from_train:
         logger.warning("%s: classes %s have validation flows but no training flows", task, missing_from_train)
 
-    preprocessor = FeaturePreprocessor.fit(train_flows[columns].to_numpy(dtype=np.float32), columns)
+    preprocessor = FeaturePreprocessor.fit(train_flows[columns].to_numpy(dtype=np.float32), columns,
+                                           transform=cfg.model.get("transform", "standard"))
     train_x, train_y = _tensors(train_flows, columns, preprocessor, train_targets, class_names)
     val_x, val_y = _tensors(val_flows, columns, preprocessor, val_targets, class_names)
 
+    imbalance = cfg.model.get("imbalance", "none")
+    if imbalance not in IMBALANCE_OPTIONS:
+        raise ValueError(f"model.imbalance is {imbalance!r}; expected one of {', '.join(IMBALANCE_OPTIONS)}")
     net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
     network = build_network(net_config, n_features=len(columns), n_classes=len(class_names))
-    module = FlowClassifierModule(network, n_classes=len(class_names), lr=cfg.model.optimizer.lr)
+    module = FlowClassifierModule(
+        network, n_classes=len(class_names), lr=cfg.model.optimizer.lr,
+        weight_decay=cfg.model.optimizer.get("weight_decay", 0.0),
+        class_weights=balanced_class_weights(train_y, len(class_names)) if imbalance == "class_weights" else None,
+        scheduler=cfg.model.get("scheduler"), max_epochs=cfg.trainer.max_epochs,
+    )
     batch_size = int(cfg.model.batch_size)
-    train_batches = TensorBatches(train_x, train_y, batch_size, shuffle=True, seed=cfg.seed)
+    train_batches = TensorBatches(train_x, train_y, batch_size, shuffle=True, seed=cfg.seed,
+                                  balanced=imbalance == "balanced_sampling")
     val_batches = TensorBatches(val_x, val_y, batch_size=max(batch_size, 4096))
+    callbacks = [*callbacks, *_selection_callbacks(cfg)]
 
     setup_mlflow(cfg)
-    layout = layout_of(columns)
+    layout = layout_containing(columns)
     folder = model_dir(cfg, task)
 
     with mlflow.start_run(run_name=f"{task}-{cfg.model.name}", nested=nested) as run:
@@ -159,16 +201,17 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
                 default_root_dir=scratch,
             )
             trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=val_batches)
-        val_f1_macro = float(trainer.callback_metrics["val_f1_macro"])
-
-        if not save:
-            logger.info("%s: trained %s in %.0f s, val macro-F1 %.4f, MLflow run %s (model not saved)", task,
-                        cfg.model.name, time.perf_counter() - started, val_f1_macro, run.info.run_id)
-            return TrainResult(run.info.run_id, None, val_f1_macro, None)
+        val_f1_macro = _final_val_f1(trainer)
+        mlflow.log_metrics({"selected_val_f1_macro": val_f1_macro, "epochs_trained": trainer.current_epoch})
 
         network.cpu().eval()
         classifier = FlowClassifier(task=task, class_names=class_names, layout=layout,
                                     preprocessor=preprocessor, net_config=net_config, network=network)
+        if not save:
+            logger.info("%s: trained %s in %.0f s, val macro-F1 %.4f, MLflow run %s (model not saved)", task,
+                        cfg.model.name, time.perf_counter() - started, val_f1_macro, run.info.run_id)
+            return TrainResult(run.info.run_id, None, val_f1_macro, None, classifier)
+
         if folder.exists():
             for stale in folder.iterdir():
                 stale.unlink()
@@ -178,4 +221,4 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
     (folder / RUN_FILE).write_text(json.dumps({"run_id": run.info.run_id, "model_uri": model_uri}, indent=2) + "\n")
     logger.info("%s: trained %s in %.0f s, val macro-F1 %.4f, MLflow run %s, model %s", task,
                 cfg.model.name, time.perf_counter() - started, val_f1_macro, run.info.run_id, model_uri)
-    return TrainResult(run.info.run_id, model_uri, val_f1_macro, folder)
+    return TrainResult(run.info.run_id, model_uri, val_f1_macro, folder, classifier)
