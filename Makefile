@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run test ui params clean-venv
+.PHONY: run compare test ui params sweep download benchmark-prepare benchmark-inference test-serving clean-venv
 
 $(BIN)/iomt-ids: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,11 @@ $(BIN)/iomt-ids: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-run: $(BIN)/iomt-ids  ## Run the whole pipeline (dvc repro) on data/raw
-	dvc repro
+run: $(BIN)/iomt-ids  ## Train, evaluate and promote the three tasks' models on data/raw
+	dvc repro promote
+
+compare: $(BIN)/iomt-ids  ## Compare every CNN variant and baseline over 3 seeds (long: see README)
+	dvc repro compare
 
 test: $(BIN)/iomt-ids  ## Run the test suite
 	pytest
@@ -30,6 +33,31 @@ ui: $(BIN)/iomt-ids  ## Open the MLflow UI on the project's runs at http://127.0
 
 params: $(BIN)/iomt-ids  ## Recompose params.yaml from conf/
 	iomt-ids compose
+
+# Override on the command line, e.g. make sweep TASK=binary SWEEP_ARGS="--n-trials 40 trainer.max_epochs=5".
+TASK ?= attack
+SPACE ?= published_cnn
+SWEEP_ARGS ?= --n-trials 20
+sweep: $(BIN)/iomt-ids  ## Run or resume an Optuna sweep (TASK, SPACE, SWEEP_ARGS)
+	iomt-ids sweep --task $(TASK) --space $(SPACE) $(SWEEP_ARGS)
+
+download: $(BIN)/iomt-ids  ## Fetch the release's CSV files into data/raw (pass options in DOWNLOAD_ARGS)
+	iomt-ids download $(DOWNLOAD_ARGS)
+
+# A release-sized 45-column folder (about 2.7 GB) is built under BENCH_DIR and removed afterwards.
+BENCH_DIR ?= /tmp/iomt-release
+benchmark-prepare: $(BIN)/iomt-ids  ## Time ingest beside pandas and polars on a release-sized folder
+	$(BIN)/pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/make_release.py $(BENCH_DIR) --force
+	$(BIN)/python benchmarks/prepare_benchmark.py $(BENCH_DIR) --repeat 3 --out docs/benchmarks/prepare.json
+	rm -rf $(BENCH_DIR) $(BENCH_DIR)-scratch
+
+benchmark-inference: $(BIN)/iomt-ids  ## Time each CNN, the predict command and tree baselines (docs/benchmarks/inference.md)
+	$(BIN)/pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python benchmarks/inference.py --out docs/benchmarks/inference.json
+
+test-serving: $(BIN)/iomt-ids  ## Run the batch prediction and REST serving tests only
+	pytest tests/test_predict.py tests/test_serving.py
 
 clean-venv:
 	rm -rf $(VENV)

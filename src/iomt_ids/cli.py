@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from iomt_ids.data.schema import TASKS
+from iomt_ids.tuning.command import add_sweep_arguments
 
 STAGES_WITH_TASK = ("train", "evaluate", "promote")
 
@@ -34,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
         stage = stages.add_parser(name, help=text)
         stage.add_argument("--task", required=True, choices=TASKS)
 
+    compare = stages.add_parser("compare-model", help="train and test one model for every task and seed")
+    compare.add_argument("--kind", required=True, choices=("cnn", "baseline"),
+                         help="cnn: conf/model/<name>.yaml; baseline: conf/baseline/<name>.yaml")
+    compare.add_argument("--name", required=True, help="config file name without .yaml")
+    stages.add_parser("compare-report", help="gather the comparison results into a table and plots")
+
     compose = stages.add_parser("compose", help="compose conf/ with Hydra overrides into params.yaml")
     compose.add_argument("--config-dir", type=Path, default=Path("conf"), help="Hydra config folder (default: conf)")
 
@@ -45,8 +52,22 @@ def _parser() -> argparse.ArgumentParser:
                           help="fetch only this class (repeatable; default: all)")
     download.add_argument("--max-files", type=int, default=None, help="fetch only the first N files of each split")
 
+    predict = stages.add_parser("predict", help="predict the class of every flow in CSV files with a registered model")
+    _add_prediction_arguments(predict)
+    predict.add_argument("--output", type=Path, required=True,
+                         help="predictions file to write, .csv or .parquet (one row per flow)")
+    captures = stages.add_parser("evaluate-captures",
+                                 help="score a registered model on CSV files named by their official class")
+    _add_prediction_arguments(captures)
+    captures.add_argument("--output", type=Path, default=None, help="also write the predictions, .csv or .parquet")
+    captures.add_argument("--report-dir", type=Path, required=True,
+                          help="folder for metrics.json, per_class.json, confusion_matrix.json and files.json")
+
+    sweep = stages.add_parser("sweep", help="tune hyperparameters with Optuna over a search space in conf/hparams_search")
+    add_sweep_arguments(sweep)
+
     for name, stage in stages.choices.items():
-        text = "Hydra overrides (model=..., trainer.max_epochs=1)" if name == "compose" else \
+        text = "Hydra overrides (model=..., trainer.max_epochs=1)" if name in ("compose", "sweep") else \
             "params to override for this run"
         stage.add_argument("overrides", nargs="*", metavar="key=value", help=text)
     return parser
@@ -65,6 +86,18 @@ def main(argv: list[str] | None = None) -> int:
         from iomt_ids.config import write_params
         write_params(args.params, args.overrides, args.config_dir)
         return 0
+
+    if args.stage == "sweep":
+        from iomt_ids.tuning.command import run_sweep_command
+        return run_sweep_command(args)
+
+    if args.stage in ("predict", "evaluate-captures"):
+        from iomt_ids.serving.commands import run_prediction
+        try:
+            return run_prediction(args, evaluate=args.stage == "evaluate-captures")
+        except DataError as error:
+            logging.getLogger("iomt_ids").error("%s", error)
+            return 2
 
     cfg = load_params(args.params, args.overrides)
     try:
@@ -87,12 +120,37 @@ def main(argv: list[str] | None = None) -> int:
             except promote.PromotionError as error:
                 logging.getLogger("iomt_ids").error("%s", error)
                 return 2
+        elif args.stage == "compare-model":
+            from iomt_ids.pipeline import compare
+            (compare.run_cnn if args.kind == "cnn" else compare.run_baseline)(cfg, args.name)
+        elif args.stage == "compare-report":
+            from iomt_ids.pipeline import compare
+            compare.report(cfg)
         elif args.stage == "download":
             return _download(cfg, args)
     except DataError as error:
         logging.getLogger("iomt_ids").error("%s", error)
         return 2
     return 0
+
+
+def _add_prediction_arguments(stage: argparse.ArgumentParser) -> None:
+    stage.add_argument("input", type=Path, help="a flow CSV file (.csv or .csv.gz) or a folder of them")
+    stage.add_argument("--task", choices=TASKS, default=None,
+                       help="task whose champion to use when --model is not given (default: attack)")
+    stage.add_argument("--model", default=None,
+                       help="MLflow model URI or saved classifier folder (default: models:/<prefix>-<task>@champion)")
+    stage.add_argument("--format", dest="output_format", choices=("csv", "parquet"), default=None,
+                       help="output format (default: from the --output suffix)")
+    stage.add_argument("--all-probabilities", action="store_true",
+                       help="add a probability_<class> column for every class")
+    stage.add_argument("--block-size", type=int, default=None,
+                       help="bytes of CSV read per block; bounds memory (default: 4 MiB)")
+    stage.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    stage.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                       help="run the network with PyTorch or with ONNX Runtime (needs onnxruntime; default: torch)")
+    stage.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for the network (default: PyTorch's default, one per core)")
 
 
 def _download(cfg, args) -> int:

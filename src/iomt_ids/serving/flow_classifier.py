@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,8 @@ class FlowClassifier:
     preprocessor: FeaturePreprocessor
     net_config: dict
     network: nn.Module
+    # An ONNX Runtime session that replaces the PyTorch forward pass; see ``use_onnxruntime``.
+    onnx_session: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -71,18 +73,60 @@ class FlowClassifier:
         return flows[self.columns].to_numpy(dtype=np.float64).astype(np.float32)
 
     @torch.inference_mode()
-    def predict_proba(self, flows: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
-        """Return class probabilities, float32 (n_flows, n_classes), columns in ``class_names`` order."""
-        features = self.preprocessor.transform(self.feature_array(flows))
+    def probabilities(self, features: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Clean, scale and classify raw features, float (n_flows, n_features) in ``columns`` order.
+
+        Returns float32 (n_flows, n_classes) probabilities, columns in
+        ``class_names`` order. Batches of ``batch_size`` flows bound the
+        memory of the network's activations.
+        """
+        scaled = self.preprocessor.transform(features)
         self.network.eval()
         device = next(self.network.parameters()).device
         chunks = []
-        for start in range(0, len(features), batch_size):
-            batch = torch.from_numpy(features[start:start + batch_size]).to(device)
-            chunks.append(torch.softmax(self.network(batch), dim=1).cpu().numpy())
+        for start in range(0, len(scaled), batch_size):
+            if self.onnx_session is not None:
+                logits = torch.from_numpy(self.onnx_session.run(None, {"flows": scaled[start:start + batch_size]})[0])
+            else:
+                logits = self.network(torch.from_numpy(scaled[start:start + batch_size]).to(device))
+            chunks.append(torch.softmax(logits, dim=1).cpu().numpy())
         if not chunks:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return np.concatenate(chunks)
+
+    def use_onnxruntime(self, threads: int | None = None) -> None:
+        """Run the network with ONNX Runtime (CPU) instead of PyTorch, from now on.
+
+        The network is exported to ONNX in memory from the loaded weights, so
+        the saved classifier is unchanged. ``threads`` sets ONNX Runtime's
+        intra-op threads (default: ``torch.get_num_threads()``). Raises
+        ImportError naming the packages when onnxruntime or onnx is missing:
+        they are optional and not needed to load or serve a model.
+        """
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise ImportError(
+                f"the onnxruntime engine needs the onnxruntime and onnx packages ({error}). Install "
+                f"them with: pip install -r benchmarks/requirements.txt"
+            ) from None
+
+        import io
+
+        buffer = io.BytesIO()
+        example = torch.zeros(2, len(self.columns))
+        self.network.eval()
+        torch.onnx.export(self.network.cpu(), example, buffer, input_names=["flows"], output_names=["logits"],
+                          dynamic_axes={"flows": {0: "n_flows"}}, dynamo=False)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.onnx_session = onnxruntime.InferenceSession(buffer.getvalue(), options,
+                                                         providers=["CPUExecutionProvider"])
+
+    def predict_proba(self, flows: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
+        """Return class probabilities, float32 (n_flows, n_classes), columns in ``class_names`` order."""
+        return self.probabilities(self.feature_array(flows), batch_size)
 
     def predict(self, flows: pd.DataFrame) -> pd.DataFrame:
         """Return the predicted class, its probability and every class probability per flow."""

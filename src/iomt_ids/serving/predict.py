@@ -1,0 +1,420 @@
+"""Batch prediction on raw flow CSV files, streamed block by block.
+
+Input is one CSV file or a folder of them (nested folders, ``.csv.gz`` and
+either column layout). Output is one row per flow: ``source_file``, ``row``
+(1-based position of the flow among the file's kept data rows),
+``predicted_class``, ``probability`` and, on request, ``probability_<class>``
+for every class, written as CSV or parquet.
+
+Rows are read with pyarrow's streaming CSV reader, so memory follows the
+block size and not the input size. The cell policy and the row accounting are
+those of ingestion (``iomt_ids.data.ingest``): ``inf``, ``-inf``, NaN, empty
+cells and float32 overflows are kept, counted per file and column, and
+replaced by the model's fitted preprocessing. When the stream meets any other
+line (a repeated header, a cell that is not a number, a wrong field count),
+the whole file is read again by ``ingest.read_raw_file``. That reader drops and
+counts repeated headers and a truncated last line, and raises DataError on the
+rest. Flows already predicted from the file are not predicted twice.
+
+When file names carry the official class names, the predictions are also
+scored against them (``evaluate=True``), with the metrics of the evaluate stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from iomt_ids.data import ingest
+from iomt_ids.data.errors import DataError
+from iomt_ids.data.schema import binary_of, category_of, class_from_file_name, is_csv_name, task_labels
+from iomt_ids.metrics import classification_metrics
+from iomt_ids.serving.flow_classifier import CONFIG_FILE, FlowClassifier
+
+logger = logging.getLogger(__name__)
+
+# Bytes of CSV text that pyarrow parses per block. One block becomes one
+# batch of flows, so this bounds the memory of a batch: a 4 MiB block of v1
+# rows (about 190 bytes each) is about 22,000 flows.
+# NOTE: benchmarks/inference.py measured a peak RSS of 610 MiB for 400,000 v1 rows and
+# 748 MiB for 1,600,000, although RSS did not climb during a run. The difference is unexplained.
+DEFAULT_BLOCK_SIZE = 4 << 20
+
+# Flows per forward pass. The activations of the published CNN take about
+# 20 KB per flow (an estimate from the layer sizes), so 2,048 flows take about 40 MB.
+DEFAULT_BATCH_SIZE = 2048
+
+OUTPUT_FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+
+def default_model_uri(task: str, model_name_prefix: str = "iomt-ids") -> str:
+    """Return the registry URI of a task's champion, ``models:/<prefix>-<task>@champion``."""
+    task_labels(task)  # raises on an unknown task
+    return f"models:/{model_name_prefix}-{task}@champion"
+
+
+def load_classifier(model_uri: str) -> FlowClassifier:
+    """Load the flow classifier of an MLflow model URI, or of a local classifier folder.
+
+    ``model_uri`` is any URI MLflow resolves (``models:/<name>@<alias>``,
+    ``models:/<name>/<version>``, ``runs:/<run id>/model``, a model folder) or a
+    folder written by ``FlowClassifier.save``. The MLflow model is downloaded
+    and only its ``classifier`` artifact is read (JSON and safetensors), so
+    nothing is unpickled and the pyfunc wrapper is not run.
+    """
+    local = Path(model_uri)
+    if (local / CONFIG_FILE).is_file():
+        return FlowClassifier.load(local)
+
+    import mlflow
+    from mlflow.models import Model
+
+    with tempfile.TemporaryDirectory(prefix="iomt-ids-model-") as download_dir:
+        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=download_dir))
+        model = Model.load(str(model_dir))
+        artifacts = model.flavors.get("python_function", {}).get("artifacts", {})
+        if "classifier" not in artifacts:
+            raise DataError(
+                f"{model_uri} is not an iomt-ids flow classifier: its MLmodel has no 'classifier' "
+                f"artifact. Pass a model registered by the promote stage."
+            )
+        classifier = FlowClassifier.load(model_dir / artifacts["classifier"]["path"])
+    logger.info("loaded %s: %s task, %s layout, %d classes", model_uri, classifier.task,
+                classifier.layout, len(classifier.class_names))
+    return classifier
+
+
+def find_capture_files(input_path: Path) -> list[Path]:
+    """List the CSV files (``.csv`` or ``.csv.gz``) of a file or folder, nested folders included."""
+    input_path = Path(input_path)
+    if input_path.is_file():
+        return [input_path]
+    if not input_path.is_dir():
+        raise DataError(f"input {input_path} not found. Pass a CSV file or a folder of CSV files.")
+    files = sorted(path for path in input_path.rglob("*") if path.is_file() and is_csv_name(path))
+    if not files:
+        raise DataError(f"no CSV files found under {input_path} ('.csv' or '.csv.gz').")
+    return files
+
+
+def task_label_of(class_name: str, task: str) -> str:
+    """Return a class's label for a task: the class, its category, or Benign/Attack."""
+    if task == "binary":
+        return binary_of(class_name)
+    if task == "category":
+        return category_of(class_name)
+    return class_name
+
+
+@dataclass
+class PredictionSummary:
+    """Outcome of a batch prediction: row accounting per file, flow count, timing and optional scores."""
+
+    model_uri: str
+    task: str
+    files: list[ingest.FileReport]
+    n_flows: int
+    seconds: float
+    metrics: dict | None = None
+
+    @property
+    def flows_per_second(self) -> float:
+        return self.n_flows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _Labels:
+    """True and predicted label indices of every flow, into ``names`` (the task's labels)."""
+
+    names: tuple[str, ...]
+    true: list[np.ndarray] = field(default_factory=list)
+    predicted: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, true_label: str, predicted: np.ndarray) -> None:
+        self.true.append(np.full(len(predicted), self.names.index(true_label), dtype=np.int8))
+        self.predicted.append(predicted.astype(np.int8))
+
+    def metrics(self) -> dict:
+        """Score like the evaluate stage: averages over labels seen as truth or as prediction."""
+        names = np.asarray(self.names, dtype=object)
+        y_true = names[np.concatenate(self.true)] if self.true else np.zeros(0, dtype=object)
+        y_pred = names[np.concatenate(self.predicted)] if self.predicted else np.zeros(0, dtype=object)
+        present = set(y_true) | set(y_pred)
+        labels = [label for label in self.names if label in present]
+        return classification_metrics(y_true, y_pred, labels)
+
+
+class PredictionWriter:
+    """Appends prediction batches to a CSV or parquet file, written under a temporary name."""
+
+    def __init__(self, path: Path, output_format: str, schema: pa.Schema) -> None:
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output format {output_format!r} is invalid; expected one of {OUTPUT_FORMATS}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        if output_format == "csv":
+            self._writer = pacsv.CSVWriter(str(self.partial), schema)
+        else:
+            self._writer = pq.ParquetWriter(str(self.partial), schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+
+    def commit(self) -> None:
+        self._writer.close()
+        self.partial.replace(self.path)
+
+    def discard(self) -> None:
+        self._writer.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def output_format_of(path: Path, output_format: str | None = None) -> str:
+    """Return the output format: ``output_format`` when given, else from the file suffix."""
+    if output_format:
+        return output_format
+    suffix = Path(path).suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix == ".csv":
+        return "csv"
+    raise DataError(f"output format of {path} is unknown: name the file .csv or .parquet, or pass --format.")
+
+
+def prediction_schema(class_names: list[str], all_probabilities: bool) -> pa.Schema:
+    fields = [
+        pa.field("source_file", pa.string()),
+        pa.field("row", pa.int64()),
+        pa.field("predicted_class", pa.string()),
+        pa.field("probability", pa.float32()),
+    ]
+    if all_probabilities:
+        fields += [pa.field(f"probability_{name}", pa.float32()) for name in class_names]
+    return pa.schema(fields)
+
+
+def _count_nonfinite(report: ingest.FileReport, columns: list[str], values64: np.ndarray,
+                     values32: np.ndarray) -> None:
+    """Add one batch's non-finite cells to the report, per column, with ingestion's counters."""
+    kinds = {
+        "pos_inf": np.isposinf(values64).sum(axis=0),
+        "neg_inf": np.isneginf(values64).sum(axis=0),
+        "nan": np.isnan(values64).sum(axis=0),
+        "float32_overflow": (np.isfinite(values64) & ~np.isfinite(values32)).sum(axis=0),
+    }
+    for kind, per_column in kinds.items():
+        for index in np.flatnonzero(per_column):
+            counts = report.nonfinite.setdefault(columns[index], {})
+            counts[kind] = counts.get(kind, 0) + int(per_column[index])
+
+
+class _NeedsFullRead(Exception):
+    """The stream met a line that ingestion's whole-file reader must judge."""
+
+
+def _stream_features(path: Path, header: list[str], columns: list[str], report: ingest.FileReport,
+                     block_size: int) -> Iterator[np.ndarray]:
+    """Yield float32 (n_flows, n_features) blocks of a clean file, columns in ``columns`` order.
+
+    Raises ``_NeedsFullRead`` at the first line the stream cannot take as is.
+    """
+    invalid_rows: list = []
+
+    def keep_invalid(row) -> str:
+        invalid_rows.append(row)
+        return "skip"
+
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(skip_rows=1, column_names=header, block_size=block_size),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=columns,
+                column_types={column: pa.float64() for column in columns},
+                strings_can_be_null=True,
+            ),
+        )
+        for batch in reader:
+            if invalid_rows:
+                raise _NeedsFullRead()
+            values64 = np.column_stack([batch.column(column).to_numpy(zero_copy_only=False)
+                                        for column in columns]) if batch.num_rows else \
+                np.zeros((0, len(columns)))
+            # Overflow to inf is expected here and counted as float32_overflow.
+            with np.errstate(over="ignore"):
+                values32 = values64.astype(np.float32)
+            _count_nonfinite(report, columns, values64, values32)
+            report.rows_read += batch.num_rows
+            report.rows_kept += batch.num_rows
+            yield values32
+    except pa.ArrowInvalid:
+        raise _NeedsFullRead() from None
+    if invalid_rows:
+        raise _NeedsFullRead()
+
+
+def _read_whole_file(path: Path, header: list[str], columns: list[str], class_name: str | None,
+                     ) -> tuple[np.ndarray, ingest.FileReport]:
+    """Read a file with ingestion's reader, which applies its policy to the lines the stream rejected."""
+    layout, _ = ingest.detect_layout(path, header)
+    # NOTE: read_raw_file needs a valid class to fill its label columns. Those columns are unused
+    # here, so an unlabelled capture is read under the placeholder class Benign.
+    raw_file = ingest.RawFile(path=path, split="", class_name=class_name or "Benign")
+    table, report = ingest.read_raw_file(raw_file, header, layout, path.parent)
+    features = np.column_stack([table.column(column).to_numpy() for column in columns]) if table.num_rows \
+        else np.zeros((0, len(columns)), dtype=np.float32)
+    return features.astype(np.float32, copy=False), report
+
+
+def iter_capture(path: Path, name: str, columns: list[str], class_name: str | None,
+                 block_size: int = DEFAULT_BLOCK_SIZE) -> Iterator[tuple[np.ndarray, ingest.FileReport]]:
+    """Yield (raw float32 feature block, the file's report so far) for one capture file.
+
+    Raises DataError naming the missing columns when the header lacks one of
+    ``columns``, and on the lines ingestion rejects.
+    """
+    report = ingest.FileReport(file=name, split="", class_name=class_name or "")
+    header = ingest.read_header(path)
+    if header is None:
+        logger.warning("%s: empty file, no rows", path)
+        report.empty = True
+        yield np.zeros((0, len(columns)), dtype=np.float32), report
+        return
+
+    missing = [column for column in columns if column not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} that the model was "
+            f"trained on ({len(columns)} columns). Use files of the model's layout, or a model "
+            f"trained on this file's layout."
+        )
+    report.extra_columns = [column for column in header if column not in columns]
+    if report.extra_columns:
+        logger.warning("%s: ignoring column(s) the model does not use: %s", path, ", ".join(report.extra_columns))
+
+    done = 0
+    try:
+        for block in _stream_features(path, header, columns, report, block_size):
+            done += len(block)
+            yield block, report
+    except _NeedsFullRead:
+        logger.info("%s: irregular lines, reading the whole file with the ingestion rules", path)
+        features, full_report = _read_whole_file(path, header, columns, class_name)
+        full_report.file, full_report.split, full_report.class_name = name, "", class_name or ""
+        full_report.extra_columns = report.extra_columns
+        # The flows before the first irregular line were yielded already.
+        yield features[done:], full_report
+
+
+def predict_captures(classifier: FlowClassifier, input_path: Path, output_path: Path | None = None, *,
+                     model_uri: str = "", output_format: str | None = None, all_probabilities: bool = False,
+                     evaluate: bool = False, block_size: int = DEFAULT_BLOCK_SIZE,
+                     batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False) -> PredictionSummary:
+    """Predict every flow of a CSV file or folder; optionally write them and score them.
+
+    ``output_path`` (CSV or parquet, see ``output_format_of``) receives one
+    row per flow; None writes nothing, which makes sense with
+    ``evaluate=True``. With ``evaluate=True`` every file name must name an
+    official class (``Benign_test.pcap.csv``), and the summary carries the
+    metrics of ``iomt_ids.metrics.classification_metrics``. On any error the
+    partial output is removed.
+    """
+    started = time.perf_counter()
+    input_path = Path(input_path)
+    files = find_capture_files(input_path)
+    root = input_path if input_path.is_dir() else input_path.parent
+
+    class_names: dict[Path, str | None] = {}
+    for path in files:
+        try:
+            class_names[path] = class_from_file_name(path)
+        except ValueError as error:
+            if evaluate:
+                raise DataError(f"cannot evaluate on {path}: {error}") from None
+            class_names[path] = None
+
+    labels = _Labels(task_labels(classifier.task)) if evaluate else None
+    label_index = np.asarray([labels.names.index(name) for name in classifier.class_names]) if labels else None
+    writer = None
+    if output_path is not None:
+        schema = prediction_schema(classifier.class_names, all_probabilities)
+        writer = PredictionWriter(output_path, output_format_of(output_path, output_format), schema)
+    class_array = pa.array(classifier.class_names, type=pa.string())
+
+    reports: list[ingest.FileReport] = []
+    n_flows = 0
+    bar = _progress_bar(progress)
+    try:
+        for path in files:
+            name = path.relative_to(root).as_posix()
+            report = None
+            flows_in_file = 0
+            for block, report in iter_capture(path, name, classifier.columns, class_names[path], block_size):
+                if not len(block):
+                    continue
+                probabilities = classifier.probabilities(block, batch_size)
+                best = probabilities.argmax(axis=1)
+                if writer is not None:
+                    writer.write(_prediction_batch(name, flows_in_file, best, probabilities, class_array,
+                                                   classifier.class_names, all_probabilities))
+                if labels is not None:
+                    labels.add(task_label_of(class_names[path], classifier.task), label_index[best])
+                flows_in_file += len(block)
+                n_flows += len(block)
+                if bar is not None:
+                    bar.update(len(block))
+            reports.append(report)
+            logger.info("%s: read %d, kept %d, dropped %s", name, report.rows_read, report.rows_kept,
+                        report.rows_dropped or 0)
+        if writer is not None:
+            writer.commit()
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    seconds = time.perf_counter() - started
+    summary = PredictionSummary(model_uri=model_uri, task=classifier.task, files=reports, n_flows=n_flows,
+                                seconds=seconds, metrics=labels.metrics() if labels else None)
+    logger.info("predicted %d flows of %d file(s) in %.1f s (%.0f flows/s)", n_flows, len(files), seconds,
+                summary.flows_per_second)
+    return summary
+
+
+def _prediction_batch(name: str, first_row: int, best: np.ndarray, probabilities: np.ndarray,
+                      class_array: pa.Array, class_names: list[str], all_probabilities: bool) -> pa.RecordBatch:
+    """Build the output rows of one block; ``first_row`` flows of the file came before it."""
+    n = len(best)
+    columns = {
+        "source_file": pa.repeat(name, n),
+        "row": pa.array(np.arange(first_row + 1, first_row + n + 1, dtype=np.int64)),
+        "predicted_class": class_array.take(pa.array(best)),
+        "probability": pa.array(np.take_along_axis(probabilities, best[:, None], axis=1)[:, 0]),
+    }
+    if all_probabilities:
+        for index, class_name in enumerate(class_names):
+            columns[f"probability_{class_name}"] = pa.array(np.ascontiguousarray(probabilities[:, index]))
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _progress_bar(enabled: bool):
+    """Return a tqdm bar counting flows, or None when disabled."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=" flows", unit_scale=True, desc="predict", smoothing=0.1)
