@@ -17,7 +17,6 @@ from pathlib import Path
 
 import mlflow
 import optuna
-from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from iomt_ids.config import compose_config
@@ -185,11 +184,14 @@ def _fail_stale_trials(study: optuna.Study) -> None:
 
 
 def _mark_stale_run(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Mark the MLflow run of a trial whose worker died (stale heartbeat) as failed."""
+    """Mark the MLflow run of a trial whose worker died (stale heartbeat) as failed.
+
+    The run may already be FINISHED when the worker died after training but
+    before Optuna stored the value. The trial's result is lost either way, so
+    the run is marked FAILED to match the trial.
+    """
     logger.warning("study %s: trial %d lost its worker and is marked failed", study.study_name, trial.number)
-    run_id = trial.user_attrs.get("mlflow_run_id")
-    if run_id and MlflowClient().get_run(run_id).info.status == "RUNNING":
-        tag_trial_run(run_id, study.study_name, trial.number, "FAIL", status="FAILED")
+    tag_trial_run(trial.user_attrs.get("mlflow_run_id"), study.study_name, trial.number, "FAIL", status="FAILED")
 
 
 def _result(study: optuna.Study, parent_id: str) -> SweepResult:
