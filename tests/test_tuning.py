@@ -248,9 +248,12 @@ def test_killed_sweep_resumes(tmp_path):
     base = make_project(tmp_path)
     name = "resume"
     arguments = ("--study-name", name, "--n-trials", "5", "--heartbeat-interval", "1", "--grace-period", "2")
+    # Trials of a few seconds each, so the poll below sees one running: with two epochs,
+    # an idle machine finished all five trials between two polls.
+    overrides = ("trainer.max_epochs=40",)
     env = sweep_env()
 
-    worker = subprocess.Popen(sweep_command(base, *arguments), cwd=base, env=env,
+    worker = subprocess.Popen(sweep_command(base, *arguments, overrides=overrides), cwd=base, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # Kill while a trial trains, after its MLflow run started.
@@ -264,8 +267,8 @@ def test_killed_sweep_resumes(tmp_path):
     interrupted = [trial.number for trial in before.get_trials(states=(TrialState.RUNNING,))]
     assert len(interrupted) == 1
 
-    result = subprocess.run(sweep_command(base, *arguments), cwd=base, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(sweep_command(base, *arguments, overrides=overrides), cwd=base, env=env,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     after = load(base, name)
     finished = after.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
