@@ -20,6 +20,11 @@ $(BIN)/iomt-ids: requirements.lock pyproject.toml
 	touch $@
 
 run: $(BIN)/iomt-ids  ## Train, evaluate and promote the three tasks' models on data/raw
+	@raw=$$($(BIN)/python -c "from omegaconf import OmegaConf; print(OmegaConf.load('params.yaml').data.raw_dir)"); \
+	if [ ! -d "$$raw" ]; then \
+		echo "$$raw not found: place the CICIoMT2024 CSV files under $$raw/train/ and $$raw/test/ (see README), or run make download" >&2; \
+		exit 1; \
+	fi
 	dvc repro promote
 
 compare: $(BIN)/iomt-ids  ## Compare every CNN variant and baseline over 3 seeds (long: see README)

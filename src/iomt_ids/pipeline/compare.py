@@ -195,7 +195,7 @@ def plot_macro_f1(summary: dict, tasks: list[str], path: Path) -> None:
 
 
 def report(cfg: DictConfig) -> dict:
-    """Gather every model's results into comparison.md, comparison.json (metrics) and a plot."""
+    """Gather every model's results into comparison.md, comparison.json and a plot."""
     names = [*cfg.comparison.cnn_models, *cfg.comparison.baselines]
     missing = [name for name in names if not result_path(cfg, name).is_file()]
     if missing:
@@ -210,7 +210,8 @@ def report(cfg: DictConfig) -> dict:
     (out / "comparison.md").write_text(
         f"# Model comparison\n\nTest split of the prepared data; mean ± standard deviation over seeds {seeds}.\n\n"
         + table)
-    metrics = {name: {task: {key: value for key, value in entry.items() if key.endswith(("_mean", "_std"))}
+    metrics = {name: {task: {key: value for key, value in entry.items()
+                             if key.endswith(("_mean", "_std")) and not isinstance(value, dict)}
                       for task, entry in model.items() if task in tasks}
                for name, model in summary.items()}
     (out / "comparison.json").write_text(json.dumps(metrics, indent=2) + "\n")
