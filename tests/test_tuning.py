@@ -248,7 +248,7 @@ def test_killed_sweep_resumes(tmp_path):
     base = make_project(tmp_path)
     name = "resume"
     arguments = ("--study-name", name, "--n-trials", "5", "--heartbeat-interval", "1", "--grace-period", "2")
-    # Trials of a few seconds each, so the poll below sees one running: with two epochs,
+    # Trials of a few seconds each, so the poll below finds one running: with two epochs,
     # an idle machine finished all five trials between two polls.
     overrides = ("trainer.max_epochs=40",)
     env = sweep_env()

@@ -69,7 +69,7 @@ _NULL_TEXTS: tuple[str, ...] = tuple(pacsv.ConvertOptions().null_values)
 
 @dataclass(frozen=True)
 class RawFile:
-    """One CSV file of the raw-data folder, with what its location says about it."""
+    """One CSV file of the raw-data folder, with the split and class given by its path."""
 
     path: Path
     split: str
@@ -79,7 +79,7 @@ class RawFile:
 def discover_files(raw_dir: Path) -> list[RawFile]:
     """List the CSV files under ``raw_dir/train`` and ``raw_dir/test``, nested folders included.
 
-    Raises DataError when the folder holds no CSV file at all, or when a CSV
+    Raises DataError when the folder contains no CSV file at all, or when a CSV
     file's name matches no class.
     """
     raw_dir = Path(raw_dir)

@@ -8,7 +8,7 @@ Two modes, chosen from the raw folder:
 - ``pooled``: only one of the two folders has files. All rows are pooled and
   split stratified by class into train, validation and test. Rows of one file
   come from one capture, so this within-capture split gives optimistic scores
-  compared with the official capture-level split; a warning says so.
+  compared with the official capture-level split. A warning is logged.
 
 Stratification is by the 19 attack classes, so the three tasks share one split.
 """

@@ -72,7 +72,7 @@ def default_study_name(task: str, space: str) -> str:
 
 
 def run_sweep(settings: SweepSettings) -> SweepResult:
-    """Create or resume the study and run trials until it holds ``n_trials`` or ``timeout_s`` passes.
+    """Create or resume the study and run trials until it has ``n_trials`` or ``timeout_s`` passes.
 
     Raises ValueError for invalid settings and SearchSpaceError for a search
     space that does not fit the config, both before any trial runs.
@@ -137,7 +137,7 @@ def _optimize(study: optuna.Study, objective: SweepObjective, settings: SweepSet
             study.stop()
 
     if settings.n_trials is not None and studies.count_trials(study) >= settings.n_trials:
-        logger.info("study %s already holds %d trials; nothing to run", study.study_name, settings.n_trials)
+        logger.info("study %s already has %d finished trials; nothing to run", study.study_name, settings.n_trials)
         return
     # n_trials is enforced by stop_when_full across all workers, not by optimize,
     # which would count only this worker's trials.
