@@ -4,28 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iomt_ids.config import compose_config
-from synthetic import write_raw_folder
+from synthetic import project_config, write_raw_folder
 
-ROOT = Path(__file__).resolve().parents[1]
 TASK = "category"
 CHAMPION_URI = f"models:/iomt-ids-{TASK}@champion"
-
-
-def project_config(base: Path):
-    """Compose the real conf/ with every path under ``base``, a sqlite MLflow store and two epochs."""
-    return compose_config([
-        f"data.raw_dir={base}/raw",
-        f"paths.ingested={base}/interim/flows.parquet",
-        f"paths.prepared_dir={base}/prepared",
-        f"paths.models_dir={base}/models",
-        f"paths.reports_dir={base}/reports",
-        f"mlflow.tracking_uri=sqlite:///{base}/mlflow.db",
-        f"mlflow.artifact_dir={base}/artifacts",
-        "trainer.max_epochs=2",
-        "trainer.accelerator=cpu",
-        "model.batch_size=64",
-    ], config_dir=ROOT / "conf")
 
 
 def promote_category_model(base: Path):

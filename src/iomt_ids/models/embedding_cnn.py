@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from iomt_ids.models.residual_cnn import ResidualBlock
+from iomt_ids.models.residual_cnn import ResidualBlock, dense_head
 
 
 class FeatureEmbedding(nn.Module):
@@ -42,14 +42,7 @@ class EmbeddingCNN(nn.Module):
             nn.ReLU(),
         )
         self.blocks = nn.Sequential(*[ResidualBlock(channels, kernel_size, dropout) for _ in range(n_blocks)])
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(channels * n_features, hidden_units),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden_units, n_classes),
-        )
+        self.head = dense_head(channels * n_features, hidden_units, n_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.projection(self.embedding(x))))

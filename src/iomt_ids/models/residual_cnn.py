@@ -26,6 +26,18 @@ class ResidualBlock(nn.Module):
         return self.activation(x + self.body(x))
 
 
+def dense_head(n_inputs: int, hidden_units: int, n_classes: int, dropout: float) -> nn.Sequential:
+    """Build flatten, dropout, Dense(hidden_units) + ReLU, dropout, Dense(n_classes)."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(n_inputs, hidden_units),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden_units, n_classes),
+    )
+
+
 class ResidualCNN(nn.Module):
     """Conv stem, ``n_blocks`` residual blocks, then a dense head on the flattened sequence.
 
@@ -45,14 +57,7 @@ class ResidualCNN(nn.Module):
             nn.ReLU(),
         )
         self.blocks = nn.Sequential(*[ResidualBlock(channels, kernel_size, dropout) for _ in range(n_blocks)])
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(channels * n_features, hidden_units),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden_units, n_classes),
-        )
+        self.head = dense_head(channels * n_features, hidden_units, n_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x.unsqueeze(1))))

@@ -65,7 +65,7 @@ def score_predictions(flows, predicted_class, task: str) -> dict:
     """Score predicted labels against the task's labels of ``flows``.
 
     Averages run over the labels that occur in the test data or in the
-    predictions: a class the model knows but neither sees nor predicts does
+    predictions: a class among the model's labels that is neither in the test data nor predicted does
     not pull the macro average down, while a wrongly predicted one does.
     """
     y_true = task_targets(flows, task).to_numpy(dtype=object)

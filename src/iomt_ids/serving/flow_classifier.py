@@ -1,6 +1,6 @@
 """A trained flow classifier as a folder: preprocessing, network weights and label names.
 
-The folder holds two files and needs no pickle to load:
+The folder contains two files and needs no pickle to load:
 
 - ``classifier.json``: task, label names, column layout, the fitted
   preprocessing (fill values, mean, scale) and the network's config

@@ -9,7 +9,7 @@ MONITOR = "val_f1_macro"
 
 
 class TrialPruning(L.Callback):
-    """Report ``val_f1_macro`` after each validation epoch; raise TrialPruned when the pruner says so.
+    """Report ``val_f1_macro`` after each validation epoch; raise TrialPruned when the pruner decides to stop the trial.
 
     The step reported to Optuna is the epoch number (0-based). The MLflow run id
     of the trial is stored as the trial's user attribute ``mlflow_run_id`` at

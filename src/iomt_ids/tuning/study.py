@@ -88,7 +88,7 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
     """Build the pruner over epochs (0-based steps).
 
     Median: no pruning in the first 5 trials nor after the first epoch alone,
-    because a network's first epoch says little about its last. Hyperband: brackets from 1 epoch
+    because a network's first epoch predicts little about its last. Hyperband: brackets from 1 epoch
     up to ``max_epochs``.
     """
     if name == "median":
