@@ -29,6 +29,7 @@ from iomt_ids.data.preprocessing import FeaturePreprocessor
 from iomt_ids.data.prepared import NON_FEATURE_COLUMNS, read_split
 from iomt_ids.data.schema import V1_COLUMNS, V2_COLUMNS
 from iomt_ids.models.published_cnn import PublishedCNN
+from iomt_ids.serving.commands import format_summary
 from iomt_ids.serving.flow_classifier import FlowClassifier
 from iomt_ids.serving.predict import load_classifier, predict_captures
 from promoted import CHAMPION_URI, promote_category_model
@@ -67,6 +68,14 @@ def write_csv(path: Path, header, rows: list[str], trailing_newline: bool = True
 def random_rows(n: int, n_columns: int = len(V2_COLUMNS), seed: int = 1) -> list[str]:
     values = np.random.default_rng(seed).normal(size=(n, n_columns)).astype(np.float32)
     return [row_text(row) for row in values]
+
+
+def with_cells(rows: list[str], changes: list[tuple[int, str, str]], columns=V2_COLUMNS) -> list[str]:
+    """Return ``rows`` with the cell of each (row index, column, text) change replaced by its text."""
+    cells = [row.split(",") for row in rows]
+    for row, column, text in changes:
+        cells[row][columns.index(column)] = text
+    return [",".join(row) for row in cells]
 
 
 def expected_predictions(classifier: FlowClassifier, rows: list[str], columns=V2_COLUMNS) -> pd.DataFrame:
@@ -166,12 +175,7 @@ def test_extra_column_ignored(tmp_path, classifier, caplog):
 
 
 def test_nonfinite_cells_filled_counted(tmp_path, classifier):
-    rows = random_rows(4)
-    cells = [row.split(",") for row in rows]
-    rate = V2_COLUMNS.index("Rate")
-    std = V2_COLUMNS.index("Std")
-    cells[0][rate], cells[1][rate], cells[2][std], cells[3][std] = "inf", "-inf", "", "NaN"
-    damaged = [",".join(row) for row in cells]
+    damaged = with_cells(random_rows(4), [(0, "Rate", "inf"), (1, "Rate", "-inf"), (2, "Std", ""), (3, "Std", "NaN")])
     write_csv(tmp_path / "in" / "capture.csv", V2_COLUMNS, damaged)
     summary = predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv")
 
@@ -180,6 +184,48 @@ def test_nonfinite_cells_filled_counted(tmp_path, classifier):
     assert report.nonfinite == {"Rate": {"pos_inf": 1, "neg_inf": 1}, "Std": {"nan": 2}}
     assert report.rows_kept == 4
     assert list(written["predicted_class"]) == list(expected_predictions(classifier, damaged)["predicted_class"])
+
+
+def test_summary_counts_nonfinite_per_kind(tmp_path, classifier):
+    changes = [(0, "Rate", "inf"), (1, "Rate", "inf"), (2, "Rate", "-inf"), (3, "Std", ""), (4, "Std", "NaN")]
+    write_csv(tmp_path / "in" / "a.csv", V2_COLUMNS, with_cells(random_rows(5), changes))
+    write_csv(tmp_path / "in" / "b.csv", V2_COLUMNS, with_cells(random_rows(3), [(0, "Std", "")]))
+    summary = predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv")
+
+    nonfinite_line = format_summary(summary).splitlines()[1]
+    assert "pos_inf 2, neg_inf 1, nan 3;" in nonfinite_line
+    assert "top columns: Rate 3, Std 3" in nonfinite_line
+
+
+def test_summary_names_top_columns(tmp_path, classifier):
+    # Column k gets k + 1 NaN cells, so "Max" has the fewest and "Rate" the most.
+    columns = ["Rate", "Std", "IAT", "Variance", "Number", "Tot sum", "Max"]
+    changes = [(row, column, "") for k, column in enumerate(reversed(columns)) for row in range(k + 1)]
+    write_csv(tmp_path / "in" / "capture.csv", V2_COLUMNS, with_cells(random_rows(7), changes))
+    summary = predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv")
+
+    nonfinite_line = format_summary(summary).splitlines()[1]
+    assert "nan 28;" in nonfinite_line
+    assert "top columns: Rate 7, Std 6, IAT 5, Variance 4, Number 3 and 2 more column(s)" in nonfinite_line
+    assert "Max" not in nonfinite_line
+
+
+def test_summary_without_nonfinite_cells(tmp_path, classifier):
+    write_csv(tmp_path / "in" / "capture.csv", V2_COLUMNS, random_rows(3))
+    summary = predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv")
+
+    assert format_summary(summary).splitlines()[1] == "non-finite cells: none"
+
+
+def test_cli_predict_prints_nonfinite(tmp_path, classifier, capsys):
+    classifier.save(tmp_path / "model")
+    write_csv(tmp_path / "in" / "capture.csv", V2_COLUMNS, with_cells(random_rows(2), [(1, "IAT", "-inf")]))
+    code = cli.main(["--params", str(tmp_path / "none.yaml"), "predict", str(tmp_path / "in"),
+                     "--model", str(tmp_path / "model"), "--output", str(tmp_path / "out.csv"), "--no-progress"])
+
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "neg_inf 1; top columns: IAT 1" in printed
 
 
 def test_repeated_header_dropped_counted(tmp_path, classifier):

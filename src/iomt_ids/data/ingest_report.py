@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Kinds of non-finite cell, counted per file and column: ``inf``, ``-inf``,
+# NaN or empty, and a finite value that overflows float32.
+NONFINITE_KINDS: tuple[str, ...] = ("pos_inf", "neg_inf", "nan", "float32_overflow")
+
 
 @dataclass
 class FileReport:

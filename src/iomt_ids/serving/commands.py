@@ -12,10 +12,14 @@ import pandas as pd
 
 from iomt_ids.data.errors import DataError
 from iomt_ids.data.ingest import IngestReport
+from iomt_ids.data.ingest_report import NONFINITE_KINDS
 from iomt_ids.serving.predict import DEFAULT_BLOCK_SIZE, PredictionSummary, default_model_uri, \
     load_classifier, predict_captures
 
 DEFAULT_TASK = "attack"
+
+# Maximum number of columns that the summary of non-finite cells lists, in descending order of count.
+SUMMARY_TOP_COLUMNS = 5
 
 
 def _project_settings(args: argparse.Namespace) -> tuple[str | None, str]:
@@ -77,12 +81,30 @@ def run_prediction(args: argparse.Namespace, evaluate: bool) -> int:
 
 
 def format_summary(summary: PredictionSummary) -> str:
-    totals = IngestReport(layout="", files=summary.files).totals()
-    return (
+    """Render the flow count, timing, row accounting and non-finite cells of a prediction run."""
+    report = IngestReport(layout="", files=summary.files)
+    totals = report.totals()
+    rows = (
         f"{summary.model_uri} ({summary.task}): {summary.n_flows} flows of {len(summary.files)} file(s) "
         f"in {summary.seconds:.1f} s ({summary.flows_per_second:,.0f} flows/s); rows read "
         f"{totals['rows_read']}, kept {totals['rows_kept']}, dropped {totals['rows_dropped']}"
     )
+    return "\n".join([rows, format_nonfinite(report.nonfinite_per_column())])
+
+
+def format_nonfinite(per_column: dict[str, dict[str, int]]) -> str:
+    """Render non-finite cell counts as one line: the total per kind, then the top columns by count."""
+    if not per_column:
+        return "non-finite cells: none"
+
+    per_kind = {kind: sum(counts.get(kind, 0) for counts in per_column.values()) for kind in NONFINITE_KINDS}
+    kinds = ", ".join(f"{kind} {count}" for kind, count in per_kind.items() if count)
+
+    column_totals = sorted(per_column.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    top = ", ".join(f"{column} {sum(counts.values())}" for column, counts in column_totals[:SUMMARY_TOP_COLUMNS])
+    if len(column_totals) > SUMMARY_TOP_COLUMNS:
+        top += f" and {len(column_totals) - SUMMARY_TOP_COLUMNS} more column(s)"
+    return f"non-finite cells, filled by the model's preprocessing: {kinds}; top columns: {top}"
 
 
 def format_metrics(metrics: dict) -> str:
