@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -267,13 +268,59 @@ def test_bad_cell_error_leaves_no_output(tmp_path, classifier):
     assert not (tmp_path / "out.csv.partial").exists()
 
 
-def test_empty_file_reported(tmp_path, classifier):
+def test_empty_file_reported(tmp_path, classifier, caplog):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "empty.csv").write_text("")
     summary = predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv")
+
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert summary.files[0].empty
     assert summary.n_flows == 0
     assert pd.read_csv(tmp_path / "out.csv").empty
+    assert any("empty.csv: empty file" in message for message in warnings)
+    assert format_summary(summary).splitlines()[2] == "1 file(s) without flows: empty.csv (empty)"
+
+
+@pytest.mark.parametrize("line_end", ["\n", ""], ids=["line_end", "no_line_end"])
+def test_header_only_file_reported(tmp_path, classifier, caplog, line_end):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "header.csv").write_text(",".join(V2_COLUMNS) + line_end)
+    write_csv(tmp_path / "in" / "good.csv", V2_COLUMNS, random_rows(3))
+    summary = predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv")
+
+    header_only = next(report for report in summary.files if report.file == "header.csv")
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert summary.n_flows == 3
+    assert header_only.rows_read == 0
+    assert not header_only.empty
+    assert any("header.csv: header line only" in message for message in warnings)
+    assert format_summary(summary).splitlines()[2] == "1 file(s) without flows: header.csv (header line only)"
+
+
+def test_summary_names_files_without_flows(tmp_path, classifier):
+    (tmp_path / "in").mkdir()
+    for index in range(7):
+        (tmp_path / "in" / f"empty{index}.csv").write_text("")
+    summary = predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv")
+
+    line = format_summary(summary).splitlines()[2]
+    assert line.startswith("7 file(s) without flows: empty0.csv (empty), ")
+    assert line.endswith("empty4.csv (empty) and 2 more file(s)")
+
+
+def test_cli_predict_prints_files_without_flows(tmp_path, classifier, capsys):
+    classifier.save(tmp_path / "model")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.csv").write_text("")
+    (tmp_path / "in" / "header.csv").write_text(",".join(V2_COLUMNS) + "\n")
+    write_csv(tmp_path / "in" / "good.csv", V2_COLUMNS, random_rows(2))
+    code = cli.main(["--params", str(tmp_path / "none.yaml"), "predict", str(tmp_path / "in"),
+                     "--model", str(tmp_path / "model"), "--output", str(tmp_path / "out.csv"), "--no-progress"])
+
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "2 flows of 3 file(s)" in printed
+    assert "2 file(s) without flows: empty.csv (empty), header.csv (header line only)" in printed
 
 
 def test_evaluate_needs_class_names(tmp_path, classifier):

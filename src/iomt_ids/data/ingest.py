@@ -220,7 +220,7 @@ def _read_table(path: Path, header: list[str], columns: tuple[str, ...]) -> tupl
     return table, invalid_rows, True
 
 
-def _has_rows(path: Path) -> bool:
+def has_data_rows(path: Path) -> bool:
     """Tell whether a non-blank line follows the header line."""
     with _open_text(path) as handle:
         handle.readline()
@@ -334,7 +334,7 @@ def _read_validated(raw_file: RawFile, header: list[str], layout: str, raw_dir: 
         file=path.relative_to(raw_dir).as_posix(), split=raw_file.split, class_name=raw_file.class_name
     )
 
-    if _has_rows(path):
+    if has_data_rows(path):
         table, invalid_rows, is_text = _read_table(path, header, columns)
     else:
         # pyarrow cannot skip the header of a header-only file that lacks a final line end.

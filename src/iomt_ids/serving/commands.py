@@ -12,14 +12,14 @@ import pandas as pd
 
 from iomt_ids.data.errors import DataError
 from iomt_ids.data.ingest import IngestReport
-from iomt_ids.data.ingest_report import NONFINITE_KINDS
+from iomt_ids.data.ingest_report import NONFINITE_KINDS, FileReport
 from iomt_ids.serving.predict import DEFAULT_BLOCK_SIZE, PredictionSummary, default_model_uri, \
     load_classifier, predict_captures
 
 DEFAULT_TASK = "attack"
 
-# Maximum number of columns that the summary of non-finite cells lists, in descending order of count.
-SUMMARY_TOP_COLUMNS = 5
+# Maximum number of columns or files that one line of the summary names.
+SUMMARY_MAX_NAMES = 5
 
 
 def _project_settings(args: argparse.Namespace) -> tuple[str | None, str]:
@@ -81,7 +81,7 @@ def run_prediction(args: argparse.Namespace, evaluate: bool) -> int:
 
 
 def format_summary(summary: PredictionSummary) -> str:
-    """Render the flow count, timing, row accounting and non-finite cells of a prediction run."""
+    """Render the flow count, timing, row accounting, non-finite cells and files without flows of a run."""
     report = IngestReport(layout="", files=summary.files)
     totals = report.totals()
     rows = (
@@ -89,7 +89,29 @@ def format_summary(summary: PredictionSummary) -> str:
         f"in {summary.seconds:.1f} s ({summary.flows_per_second:,.0f} flows/s); rows read "
         f"{totals['rows_read']}, kept {totals['rows_kept']}, dropped {totals['rows_dropped']}"
     )
-    return "\n".join([rows, format_nonfinite(report.nonfinite_per_column())])
+    lines = [rows, format_nonfinite(report.nonfinite_per_column())]
+
+    without_flows = [_file_without_flows(file_report) for file_report in summary.files if not file_report.rows_kept]
+    if without_flows:
+        lines.append(f"{len(without_flows)} file(s) without flows: {_join_names(without_flows, 'file(s)')}")
+    return "\n".join(lines)
+
+
+def _file_without_flows(report: FileReport) -> str:
+    """Describe a file that gave no flows: its name and the reason."""
+    if report.empty:
+        return f"{report.file} (empty)"
+    if not report.rows_read:
+        return f"{report.file} (header line only)"
+    return f"{report.file} (all {report.rows_read} rows dropped)"
+
+
+def _join_names(names: list[str], noun: str) -> str:
+    """Join the first SUMMARY_MAX_NAMES names, and count the rest as ``and N more <noun>``."""
+    text = ", ".join(names[:SUMMARY_MAX_NAMES])
+    if len(names) > SUMMARY_MAX_NAMES:
+        text += f" and {len(names) - SUMMARY_MAX_NAMES} more {noun}"
+    return text
 
 
 def format_nonfinite(per_column: dict[str, dict[str, int]]) -> str:
@@ -101,9 +123,7 @@ def format_nonfinite(per_column: dict[str, dict[str, int]]) -> str:
     kinds = ", ".join(f"{kind} {count}" for kind, count in per_kind.items() if count)
 
     column_totals = sorted(per_column.items(), key=lambda item: (-sum(item[1].values()), item[0]))
-    top = ", ".join(f"{column} {sum(counts.values())}" for column, counts in column_totals[:SUMMARY_TOP_COLUMNS])
-    if len(column_totals) > SUMMARY_TOP_COLUMNS:
-        top += f" and {len(column_totals) - SUMMARY_TOP_COLUMNS} more column(s)"
+    top = _join_names([f"{column} {sum(counts.values())}" for column, counts in column_totals], "column(s)")
     return f"non-finite cells, filled by the model's preprocessing: {kinds}; top columns: {top}"
 
 

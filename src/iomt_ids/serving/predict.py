@@ -285,11 +285,13 @@ def iter_capture(path: Path, name: str, columns: list[str], class_name: str | No
     ``columns``, and on the lines ingestion rejects.
     """
     report = ingest.FileReport(file=name, split="", class_name=class_name or "")
+    no_flows = np.zeros((0, len(columns)), dtype=np.float32)
     header = ingest.read_header(path)
     if header is None:
-        logger.warning("%s: empty file, no rows", path)
+        logger.warning("%s: empty file, no flows to predict. Replace it with the complete capture "
+                       "file or remove it.", path)
         report.empty = True
-        yield np.zeros((0, len(columns)), dtype=np.float32), report
+        yield no_flows, report
         return
 
     missing = [column for column in columns if column not in header]
@@ -302,6 +304,11 @@ def iter_capture(path: Path, name: str, columns: list[str], class_name: str | No
     report.extra_columns = [column for column in header if column not in columns]
     if report.extra_columns:
         logger.warning("%s: ignoring column(s) the model does not use: %s", path, ", ".join(report.extra_columns))
+    if not ingest.has_data_rows(path):
+        logger.warning("%s: header line only, no flows to predict. Replace it with the complete capture "
+                       "file or remove it.", path)
+        yield no_flows, report
+        return
 
     done = 0
     try:
