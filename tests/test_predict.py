@@ -79,6 +79,13 @@ def with_cells(rows: list[str], changes: list[tuple[int, str, str]], columns=V2_
     return [",".join(row) for row in cells]
 
 
+def predict_error(classifier: FlowClassifier, input_path: Path) -> str:
+    """Predict ``input_path``, expecting DataError, and return its message."""
+    with pytest.raises(DataError) as error:
+        predict_captures(classifier, input_path)
+    return str(error.value)
+
+
 def expected_predictions(classifier: FlowClassifier, rows: list[str], columns=V2_COLUMNS) -> pd.DataFrame:
     """Predict rows through the DataFrame API, the reference for the streamed command."""
     values = [[float(cell) if cell else np.nan for cell in row.split(",")] for row in rows]
@@ -164,6 +171,36 @@ def test_missing_columns_named(tmp_path, classifier):
     assert "'Time_To_Live'" in str(error.value)
     assert "old.csv" in str(error.value)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_v1_file_v2_model_layouts_named(tmp_path, classifier):
+    write_csv(tmp_path / "in" / "old.csv", V1_COLUMNS, random_rows(3, len(V1_COLUMNS)))
+    message = predict_error(classifier, tmp_path / "in")
+
+    assert "The file has the v1 layout (45 columns)" in message
+    assert "the model expects the v2 layout (39 columns)" in message
+    assert "Pass a model trained on v1 files (--model)" in message
+    assert "convert the file to the v2 layout" in message
+
+
+def test_v2_file_v1_model_layouts_named(tmp_path):
+    write_csv(tmp_path / "in" / "new.csv", V2_COLUMNS, random_rows(3))
+    message = predict_error(untrained_classifier(V1_COLUMNS), tmp_path / "in")
+
+    assert "missing column(s) 'Duration', 'Srate', 'Drate', 'Magnitue', 'Radius', 'Covariance', 'Weight'" in message
+    assert "The file has the v2 layout (39 columns)" in message
+    assert "the model expects the v1 layout (45 columns)" in message
+    assert "Pass a model trained on v2 files (--model)" in message
+
+
+def test_incomplete_header_no_layout_named(tmp_path, classifier):
+    columns = [column for column in V2_COLUMNS if column != "IAT"]
+    write_csv(tmp_path / "in" / "cut.csv", columns, random_rows(3, len(columns)))
+    message = predict_error(classifier, tmp_path / "in")
+
+    assert "missing column(s) 'IAT'" in message
+    assert "neither every column of the v1 layout" in message
+    assert "the model expects the v2 layout" in message
 
 
 def test_extra_column_ignored(tmp_path, classifier, caplog):

@@ -36,7 +36,8 @@ import pyarrow.parquet as pq
 
 from iomt_ids.data import ingest
 from iomt_ids.data.errors import DataError
-from iomt_ids.data.schema import binary_of, category_of, class_from_file_name, is_csv_name, task_labels
+from iomt_ids.data.schema import LAYOUTS, binary_of, category_of, class_from_file_name, is_csv_name, \
+    layout_containing, task_labels
 from iomt_ids.metrics import classification_metrics
 from iomt_ids.serving.flow_classifier import CONFIG_FILE, FlowClassifier
 
@@ -277,6 +278,30 @@ def _read_whole_file(path: Path, header: list[str], columns: list[str], class_na
     return features.astype(np.float32, copy=False), report
 
 
+def _missing_columns_error(path: Path, header: list[str], columns: list[str], missing: list[str]) -> DataError:
+    """Build the error for a file that lacks some of the model's columns, naming both layouts."""
+    names = ", ".join(repr(column) for column in missing)
+    model_layout = layout_containing(columns)
+    file_layouts = [name for name, layout_columns in LAYOUTS.items() if set(layout_columns) <= set(header)]
+
+    # A header with every column of a layout lacks model columns only when the model has the other layout.
+    if file_layouts:
+        file_layout = file_layouts[0]
+        return DataError(
+            f"{path}: missing column(s) {names} that the model was trained on. The file has the "
+            f"{file_layout} layout ({len(LAYOUTS[file_layout])} columns) but the model expects the "
+            f"{model_layout} layout ({len(LAYOUTS[model_layout])} columns). Pass a model trained on "
+            f"{file_layout} files (--model), or convert the file to the {model_layout} layout by adding "
+            f"the missing column(s) under these names."
+        )
+    return DataError(
+        f"{path}: missing column(s) {names} that the model was trained on. The header has neither "
+        f"every column of the v1 layout ({len(LAYOUTS['v1'])} columns) nor of the v2 layout "
+        f"({len(LAYOUTS['v2'])} columns), and the model expects the {model_layout} layout. Restore "
+        f"the missing column(s) from the original capture file."
+    )
+
+
 def iter_capture(path: Path, name: str, columns: list[str], class_name: str | None,
                  block_size: int = DEFAULT_BLOCK_SIZE) -> Iterator[tuple[np.ndarray, ingest.FileReport]]:
     """Yield (raw float32 feature block, the file's report so far) for one capture file.
@@ -296,11 +321,7 @@ def iter_capture(path: Path, name: str, columns: list[str], class_name: str | No
 
     missing = [column for column in columns if column not in header]
     if missing:
-        raise DataError(
-            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} that the model was "
-            f"trained on ({len(columns)} columns). Use files of the model's layout, or a model "
-            f"trained on this file's layout."
-        )
+        raise _missing_columns_error(path, header, columns, missing)
     report.extra_columns = [column for column in header if column not in columns]
     if report.extra_columns:
         logger.warning("%s: ignoring column(s) the model does not use: %s", path, ", ".join(report.extra_columns))
