@@ -593,16 +593,63 @@ def test_failed_ingest_leaves_no_file(tmp_path):
     assert list(out_dir.iterdir()) == []
 
 
-def test_no_csv_files_error(tmp_path):
+def test_no_csv_files_error(tmp_path, caplog):
     raw = tmp_path / "raw"
     write_raw(raw, "README.txt", "not data\n")
     (raw / "Benign_train.pcap.csv").write_text(good_csv(2))  # outside train/ and test/
 
-    message = ingest_error(raw)
+    with caplog.at_level(logging.WARNING, logger="iomt_ids.data.ingest"):
+        message = ingest_error(raw)
 
     assert str(raw) in message
     assert "no CSV files found" in message
     assert "Place the" in message
+    assert "Benign_train.pcap.csv. Move them into" in caplog.text
+
+
+def test_files_outside_splits_warned(tmp_path, caplog):
+    raw = tmp_path / "raw"
+    write_raw(raw, "Benign_train.pcap.csv", good_csv(2))
+    (raw / "ARP_Spoofing_train.pcap.csv").write_text(good_csv(3))
+    write_raw(raw, "Recon-VulScan_train.pcap.csv", good_csv(3), split="Train")
+
+    with caplog.at_level(logging.WARNING, logger="iomt_ids.data.ingest"):
+        report, table = run_ingest(raw)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(table) == 2
+    assert [r.class_name for r in report.files] == ["Benign"]
+    assert len(warnings) == 1
+    assert "ignoring 2 CSV file(s) outside its train/ and test/ folders" in warnings[0]
+    assert "ARP_Spoofing_train.pcap.csv, Train/Recon-VulScan_train.pcap.csv" in warnings[0]
+    assert f"Move them into {raw}/train/ or {raw}/test/" in warnings[0]
+
+
+def test_many_files_outside_splits_counted(tmp_path, caplog):
+    raw = tmp_path / "raw"
+    write_raw(raw, "Benign_train.pcap.csv", good_csv(2))
+    for index in range(12):
+        (raw / f"Benign{index:02d}_train.pcap.csv").write_text(good_csv(1))
+
+    with caplog.at_level(logging.WARNING, logger="iomt_ids.data.ingest"):
+        run_ingest(raw)
+
+    warning = next(r.getMessage() for r in caplog.records if "outside" in r.getMessage())
+    assert "ignoring 12 CSV file(s)" in warning
+    assert "Benign09_train.pcap.csv and 2 more." in warning
+    assert "Benign10_train.pcap.csv" not in warning
+
+
+def test_files_in_splits_no_warning(tmp_path, caplog):
+    raw = tmp_path / "raw"
+    write_raw(raw, "Benign_train.pcap.csv", good_csv(2))
+    write_raw(raw, "Benign_test.pcap.csv", good_csv(2), split="test")
+    (raw / "download.lock.json").write_text("{}")
+
+    with caplog.at_level(logging.WARNING, logger="iomt_ids.data.ingest"):
+        run_ingest(raw)
+
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == []
 
 
 def test_missing_raw_folder_error(tmp_path):

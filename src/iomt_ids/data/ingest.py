@@ -63,6 +63,9 @@ logger = logging.getLogger(__name__)
 
 SPLIT_FOLDERS: tuple[str, ...] = ("train", "test")
 
+# File names that one warning lists before it counts the rest.
+_MAX_NAMES_LOGGED = 10
+
 # pyarrow reads these texts as missing values; they are counted as NaN.
 _NULL_TEXTS: tuple[str, ...] = tuple(pacsv.ConvertOptions().null_values)
 
@@ -102,12 +105,30 @@ def discover_files(raw_dir: Path) -> list[RawFile]:
                 raise DataError(str(error)) from None
             files.append(RawFile(path=path, split=split, class_name=class_name))
 
+    outside = _csv_files_outside_splits(raw_dir)
+    if outside:
+        names = ", ".join(path.relative_to(raw_dir).as_posix() for path in outside[:_MAX_NAMES_LOGGED])
+        if len(outside) > _MAX_NAMES_LOGGED:
+            names += f" and {len(outside) - _MAX_NAMES_LOGGED} more"
+        logger.warning(
+            "%s: ignoring %d CSV file(s) outside its train/ and test/ folders: %s. Move them into "
+            "%s/train/ or %s/test/ to ingest them.", raw_dir, len(outside), names, raw_dir, raw_dir,
+        )
+
     if not files:
         raise DataError(
             f"no CSV files found under {raw_dir}/train/ or {raw_dir}/test/. Place the "
             f"CICIoMT2024 files there (names like 'Benign_train.pcap.csv', '.csv.gz' works too)."
         )
     return files
+
+
+def _csv_files_outside_splits(raw_dir: Path) -> list[Path]:
+    """List the CSV files under ``raw_dir`` that are in neither its train/ nor its test/ folder."""
+    return sorted(
+        path for path in raw_dir.rglob("*")
+        if path.is_file() and is_csv_name(path) and path.relative_to(raw_dir).parts[0] not in SPLIT_FOLDERS
+    )
 
 
 def _open_text(path: Path) -> io.TextIOBase:
