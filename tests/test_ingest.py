@@ -404,15 +404,20 @@ def test_only_empty_files_error(tmp_path):
 
 
 @pytest.mark.parametrize("line_end", ["\n", ""], ids=["line_end", "no_line_end"])
-def test_header_only_file(tmp_path, line_end):
+def test_header_only_file(tmp_path, caplog, line_end):
     raw = tmp_path / "raw"
-    write_raw(raw, "Benign_train.pcap.csv", ",".join(V2_COLUMNS) + line_end)
+    path = write_raw(raw, "Benign_train.pcap.csv", ",".join(V2_COLUMNS) + line_end)
 
-    report, table = run_ingest(raw)
+    with caplog.at_level(logging.WARNING, logger="iomt_ids.data.ingest"):
+        report, table = run_ingest(raw)
 
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(table) == 0
     assert report.files[0].rows_read == 0
     assert not report.files[0].empty
+    assert len(warnings) == 1
+    assert f"{path}: header line only" in warnings[0]
+    assert "class Benign gets no flows" in warnings[0]
 
 
 def test_blank_first_line_error(tmp_path):

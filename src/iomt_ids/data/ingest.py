@@ -21,7 +21,7 @@ Policy for cells, applied per file:
   A short or long line anywhere else is an error naming the line.
 - Blank lines below the header are skipped and not counted as rows, but a
   blank line above it is an error. A file of blank lines only is reported as
-  empty, and a header-only file has no rows.
+  empty, and a header-only file has no rows. Both get a warning.
 
 Policy for rows and columns, applied across files:
 
@@ -642,6 +642,9 @@ def ingest(raw_dir: Path, out_path: Path, layout: str = "auto", duplicates: str 
                 if table.num_rows:
                     writer.write_table(table)
                 _merge_single_values(single_values, loaded)
+                if not report.empty and not report.rows_read:
+                    logger.warning("%s: header line only, so class %s gets no flows from this file. Replace "
+                                   "it with the release file or remove it.", loaded.raw_file.path, report.class_name)
                 if not report.empty:
                     logger.info("%s: read %d, kept %d, dropped %s", report.file, report.rows_read,
                                 report.rows_kept, report.rows_dropped or 0)
