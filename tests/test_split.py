@@ -1,4 +1,4 @@
-"""Tests for iomt_ids.data.split on small label tables built in each test."""
+"""Tests for iomt_ids.data.split on small label tables built in each test, and one real ingested file."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from iomt_ids.data.errors import DataError
+from iomt_ids.data.ingest import ingest
+from iomt_ids.data.schema import V2_COLUMNS
 from iomt_ids.data.split import SplitConfig, assign_splits, split_counts
+from synthetic import write_raw_folder
 
 # Rows per class in each source folder. The official fixture has classes
 # present in only one folder, a two-row class and a one-row class.
@@ -33,6 +37,17 @@ def make_flows(train: dict[str, int], test: dict[str, int]) -> pd.DataFrame:
 
 def count_rows(flows: pd.DataFrame, assigned: np.ndarray, class_name: str, split: str) -> int:
     return int(((flows["class"] == class_name).to_numpy() & (assigned == split)).sum())
+
+
+def warning_messages(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+
+
+def split_with_class_warnings(flows: pd.DataFrame, caplog) -> tuple[np.ndarray, list[str]]:
+    """Split ``flows`` with the default config, and return the assigned splits and the warnings about classes."""
+    with caplog.at_level(logging.WARNING, logger="iomt_ids.data.split"):
+        assigned, _ = assign_splits(flows, SplitConfig())
+    return assigned, [message for message in warning_messages(caplog) if message.startswith("class ")]
 
 
 @pytest.fixture
@@ -86,12 +101,20 @@ def test_official_single_train_row_stays(official):
 
 
 def test_official_no_warning(caplog):
-    flows = make_flows(OFFICIAL_TRAIN, OFFICIAL_TEST)
+    flows = make_flows({"Benign": 400, "ARP_Spoofing": 2}, OFFICIAL_TEST)
 
     with caplog.at_level(logging.WARNING, logger="iomt_ids.data.split"):
         assign_splits(flows, SplitConfig())
 
     assert caplog.records == []
+
+
+def test_official_single_train_row_warns(caplog):
+    _, missing = split_with_class_warnings(make_flows(OFFICIAL_TRAIN, OFFICIAL_TEST), caplog)
+
+    assert len(missing) == 1
+    assert "class MQTT-Malformed_Data has 1 row(s) from the train folder" in missing[0]
+    assert "too few to put one in validation, so validation scores leave the class out" in missing[0]
 
 
 def test_pooled_mode_detected(pooled):
@@ -106,11 +129,10 @@ def test_pooled_warns_optimistic(caplog):
     with caplog.at_level(logging.WARNING, logger="iomt_ids.data.split"):
         assign_splits(flows, SplitConfig())
 
-    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    optimistic = [message for message in warning_messages(caplog) if "optimistic" in message]
 
-    assert len(warnings) == 1
-    assert "capture" in warnings[0].getMessage()
-    assert "optimistic" in warnings[0].getMessage()
+    assert len(optimistic) == 1
+    assert "capture" in optimistic[0]
 
 
 @pytest.mark.parametrize("class_name", ["Benign", "TCP_IP-DDoS-UDP", "Recon-Ping_Sweep"])
@@ -128,6 +150,37 @@ def test_pooled_single_row_stays_train(pooled):
     flows, assigned, _ = pooled
 
     assert list(assigned[(flows["class"] == "Recon-VulScan").to_numpy()]) == ["train"]
+
+
+def test_pooled_single_row_warns(caplog):
+    _, missing = split_with_class_warnings(make_flows({}, POOLED), caplog)
+
+    assert len(missing) == 1
+    assert "class Recon-VulScan has 1 row(s) from the test folder" in missing[0]
+    assert "too few to put one in validation and test" in missing[0]
+
+
+def test_pooled_two_rows_warns_validation(caplog):
+    flows = make_flows({"Benign": 100, "ARP_Spoofing": 2}, {})
+    assigned, missing = split_with_class_warnings(flows, caplog)
+
+    assert count_rows(flows, assigned, "ARP_Spoofing", "test") == 1
+    assert len(missing) == 1
+    assert "class ARP_Spoofing has 2 row(s) from the train folder" in missing[0]
+    assert "too few to put one in validation, so" in missing[0]
+
+
+def test_duplicates_leave_single_row_warns(tmp_path, caplog):
+    raw = write_raw_folder(tmp_path / "raw", rows_per_class=20)
+    row = ",".join(["1.5"] * len(V2_COLUMNS))
+    (raw / "test" / "Recon-VulScan_test.pcap.csv").write_text("\n".join([",".join(V2_COLUMNS), row, row, row]) + "\n")
+    ingest(raw, tmp_path / "flows.parquet", duplicates="float32")
+    flows = pq.read_table(tmp_path / "flows.parquet", columns=["class", "source_split"]).to_pandas()
+    _, missing = split_with_class_warnings(flows, caplog)
+
+    assert len(missing) == 1
+    assert "class Recon-VulScan has 1 row(s)" in missing[0]
+    assert "after ingestion drops duplicates" in missing[0]
 
 
 def test_pooled_from_train_folder_only():

@@ -11,6 +11,8 @@ Two modes, chosen from the raw folder:
   compared with the official capture-level split. A warning is logged.
 
 Stratification is by the 19 attack classes, so the three tasks share one split.
+A class with too few rows to give validation (and, in pooled mode, test) a row
+stays in train, with a warning naming it.
 """
 
 from __future__ import annotations
@@ -65,6 +67,22 @@ def _stratified_take(labels: np.ndarray, fraction: float, rng: np.random.Generat
     return taken
 
 
+def _warn_classes_missing_from(labels: np.ndarray, assigned: np.ndarray, splits: tuple[str, ...],
+                               source: str) -> None:
+    """Warn about every class whose rows are too few to put one in each of ``splits``."""
+    names = {"val": "validation", "test": "test"}
+    for label in np.unique(labels):
+        in_class = labels == label
+        missing = " and ".join(names[split] for split in splits if not (assigned[in_class] == split).any())
+        if missing:
+            logger.warning(
+                "class %s has %d row(s) from the %s folder, too few to put one in %s, so %s scores leave "
+                "the class out. Rows are counted after ingestion drops duplicates (data.duplicates). Add "
+                "capture files of this class to the raw-data folder.",
+                label, int(in_class.sum()), source, missing, missing,
+            )
+
+
 def assign_splits(flows: pd.DataFrame, config: SplitConfig) -> tuple[np.ndarray, str]:
     """Return the split name of every row (an array of 'train', 'val', 'test') and the mode.
 
@@ -85,6 +103,7 @@ def assign_splits(flows: pd.DataFrame, config: SplitConfig) -> tuple[np.ndarray,
         train_rows = np.flatnonzero(source == "train")
         val_mask = _stratified_take(labels[train_rows], config.val_fraction, rng)
         assigned[train_rows[val_mask]] = "val"
+        _warn_classes_missing_from(labels[train_rows], assigned[train_rows], ("val",), "train")
         return assigned, mode
 
     mode = "pooled"
@@ -101,6 +120,7 @@ def assign_splits(flows: pd.DataFrame, config: SplitConfig) -> tuple[np.ndarray,
     val_share = config.val_fraction / (1 - config.test_fraction)
     val_mask = _stratified_take(labels[rest], val_share, rng)
     assigned[rest[val_mask]] = "val"
+    _warn_classes_missing_from(labels, assigned, ("val", "test"), source[0])
     return assigned, mode
 
 
