@@ -44,3 +44,14 @@ def project_config(base: Path, *overrides: str):
         "model.batch_size=64",
         *overrides,
     ], config_dir=ROOT / "conf")
+
+
+def prepared_project(base: Path):
+    """Write the synthetic raw folder under ``base``, ingest and split it; return the project's config."""
+    from iomt_ids.pipeline import ingest, prepare
+
+    write_raw_folder(base / "raw")
+    cfg = project_config(base)
+    ingest.run(cfg)
+    prepare.run(cfg)
+    return cfg

@@ -13,9 +13,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from iomt_ids.data.prepared import read_split
-from iomt_ids.pipeline import evaluate, ingest, prepare, promote, train
+from iomt_ids.pipeline import evaluate, prepare, promote, train
 from iomt_ids.serving.flow_classifier import FlowClassifier
-from synthetic import project_config, write_raw_folder
+from synthetic import prepared_project, project_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "category"
@@ -36,10 +36,7 @@ def base_project(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     base = tmp_path_factory.mktemp("base")
-    write_raw_folder(base / "raw")
-    cfg = project_config(base)
-    ingest.run(cfg)
-    prepare.run(cfg)
+    cfg = prepared_project(base)
     decision = train_evaluate_promote(cfg)
     yield base, decision
     mp.undo()

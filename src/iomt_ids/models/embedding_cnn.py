@@ -35,6 +35,8 @@ class EmbeddingCNN(nn.Module):
     def __init__(self, n_features: int, n_classes: int, embedding_dim: int = 16, channels: int = 64,
                  n_blocks: int = 2, kernel_size: int = 3, hidden_units: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd to keep the sequence length, got {kernel_size}")
         self.embedding = FeatureEmbedding(n_features, embedding_dim)
         self.projection = nn.Sequential(
             nn.Conv1d(embedding_dim, channels, kernel_size=1, bias=False),

@@ -9,7 +9,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 
-SCHEDULERS = (None, "plateau", "cosine")
+SCHEDULERS = (None, "plateau", "cosine", "onecycle")
 
 
 def _split_metrics(n_classes: int, prefix: str) -> MetricCollection:
@@ -87,4 +87,9 @@ class FlowClassifierModule(L.LightningModule):
         if self.hparams.scheduler == "cosine":
             cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "epoch"}}
+        if self.hparams.scheduler == "onecycle":
+            # Rise to lr over the first 30% of the steps (OneCycleLR's default), then anneal towards zero.
+            onecycle = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=self.hparams.lr, total_steps=int(self.trainer.estimated_stepping_batches))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": onecycle, "interval": "step"}}
         return optimizer

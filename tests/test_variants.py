@@ -1,0 +1,118 @@
+"""Tests for the CNN variants of conf/model/ and the training options they set."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from iomt_ids.data.schema import LAYOUTS
+from iomt_ids.models.ple_cnn import PLECNN, PiecewiseLinearEncoding
+from iomt_ids.pipeline import train
+from iomt_ids.serving.flow_classifier import FlowClassifier, build_network
+from synthetic import prepared_project, project_config
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml"))
+
+
+def net_config(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml").net)
+
+
+def test_ple_cnn_is_a_variant():
+    assert {"published_cnn", "residual_cnn", "embedding_cnn", "ple_cnn"} <= set(VARIANTS)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize(("layout", "n_classes"), [("v2", 19), ("v1", 6), ("v2", 2)])
+def test_variant_maps_flows_to_logits(name, layout, n_classes):
+    n_features = len(LAYOUTS[layout])
+    network = build_network(net_config(name), n_features, n_classes).eval()
+
+    logits = network(torch.randn(7, n_features))
+
+    assert logits.shape == (7, n_classes)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_variant_learns_every_parameter(name):
+    network = build_network(net_config(name), 39, 5)
+    features, labels = torch.randn(32, 39), torch.randint(0, 5, (32,))
+
+    torch.nn.functional.cross_entropy(network(features), labels).backward()
+
+    no_gradient = [key for key, parameter in network.named_parameters()
+                   if parameter.grad is None or not parameter.grad.abs().sum() > 0]
+    assert no_gradient == []
+
+
+def test_encoding_starts_with_even_bins():
+    encoding = PiecewiseLinearEncoding(n_features=1, n_bins=4, dim=1)
+    half_range = math.sqrt(3.0)
+    width = 2 * half_range / 4
+
+    def bins(value: float) -> list[float]:
+        x = torch.tensor([[value]])
+        return torch.clamp(x.unsqueeze(-1) * encoding.slope + encoding.offset, 0, 1)[0, 0].tolist()
+
+    assert bins(-half_range - 1) == [0, 0, 0, 0]
+    assert bins(half_range + 1) == [1, 1, 1, 1]
+    # Halfway through the second bin: the first is full, the second half full, the rest empty.
+    assert bins(-half_range + 1.5 * width) == pytest.approx([1, 0.5, 0, 0], abs=1e-6)
+
+
+def test_encoding_separates_values_in_one_bin():
+    torch.manual_seed(0)
+    encoding = PiecewiseLinearEncoding(n_features=3, n_bins=8, dim=4)
+
+    low, high = encoding(torch.tensor([[0.10, 0.0, 0.0]])), encoding(torch.tensor([[0.12, 0.0, 0.0]]))
+
+    assert low.shape == (1, 4, 3)
+    assert not torch.equal(low[:, :, 0], high[:, :, 0])
+    assert torch.equal(low[:, :, 1:], high[:, :, 1:])
+
+
+def test_ple_cnn_rejects_even_kernel():
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        PLECNN(n_features=39, n_classes=2, kernel_size=4)
+
+
+@pytest.fixture(scope="module")
+def variants_project(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    base = tmp_path_factory.mktemp("variants")
+    prepared_project(base)
+    yield base
+    mp.undo()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "overrides"), [
+    ("ple_cnn", ()),
+    ("residual_cnn", ("model.scheduler=cosine", "model.imbalance=balanced_sampling")),
+    ("published_cnn", ("model.scheduler=plateau", "model.imbalance=class_weights", "model.transform=signed_log")),
+])
+def test_variant_trains_and_saves(variants_project, tmp_path, model, overrides):
+    cfg = project_config(variants_project, f"model={model}", f"paths.models_dir={tmp_path}/models",
+                         "model.batch_size=32", "trainer.max_epochs=5", *overrides)
+
+    result = train.train_task(cfg, "attack")
+
+    # Five well separated classes: five short epochs tell them apart.
+    assert result.val_f1_macro > 0.9
+    restored = FlowClassifier.load(result.model_dir)
+    assert restored.net_config["_target_"] == cfg.model.net._target_
+    assert restored.preprocessor.transform_name == cfg.model.transform
+
+
+def test_unknown_scheduler_rejected():
+    from iomt_ids.models.lit_module import FlowClassifierModule
+
+    with pytest.raises(ValueError, match="unknown scheduler 'step'"):
+        FlowClassifierModule(torch.nn.Linear(3, 2), n_classes=2, scheduler="step")
