@@ -75,6 +75,9 @@ class FeaturePreprocessor:
     def clean(self, features: np.ndarray) -> np.ndarray:
         """Replace non-finite cells by the fitted fill values; returns a new float32 array."""
         cleaned = np.array(features, dtype=np.float32, copy=True)
+        # Most batches hold no non-finite cell, so one check skips the three replacements.
+        if np.isfinite(cleaned).all():
+            return cleaned
         cleaned = np.where(np.isposinf(cleaned), self.pos_inf_fill.astype(np.float32), cleaned)
         cleaned = np.where(np.isneginf(cleaned), self.neg_inf_fill.astype(np.float32), cleaned)
         cleaned = np.where(np.isnan(cleaned), self.nan_fill.astype(np.float32), cleaned)
