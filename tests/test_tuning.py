@@ -73,6 +73,14 @@ def test_published_space_matches_config():
     assert "model.net.conv_channels" in {param.key for param in space.params}
 
 
+@pytest.mark.parametrize("name", sorted(path.stem for path in (ROOT / "conf" / "hparams_search").glob("*.yaml")))
+def test_every_space_matches_its_model(name):
+    space = load_space(ROOT / "conf", name)
+    config = compose_config(list(space.overrides), config_dir=ROOT / "conf")
+
+    check_keys(space, config)
+
+
 def test_space_unknown_key_rejected(tmp_path):
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
     write_space(tmp_path / "conf", "typo", "params:\n  model.optimiser.lr: {type: float, low: 0.1, high: 1}\n")
