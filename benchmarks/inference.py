@@ -35,6 +35,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -263,8 +264,44 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def current_rss_kib() -> int:
+    """Return this process's resident set size now (VmRSS), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class RssSampler:
+    """Record this process's RSS every ``interval`` seconds in a background thread."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.samples_kib: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples_kib.append(current_rss_kib())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def median_of_second_half_mib(self) -> float:
+        """Return the median RSS of the samples in the second half of the run: the plateau, once warm."""
+        half = self.samples_kib[len(self.samples_kib) // 2:] or [0]
+        return float(np.median(half)) / 1024
+
+
 def run_end_to_end_child(args: argparse.Namespace) -> None:
-    """Child process: predict one folder and print flows/s and peak RSS as JSON."""
+    """Child process: predict one folder and print flows/s, peak RSS and plateau RSS as JSON."""
     from iomt_ids.serving.predict import predict_captures
 
     torch.set_num_threads(args.threads)
@@ -272,15 +309,17 @@ def run_end_to_end_child(args: argparse.Namespace) -> None:
     if args.engine == "onnxruntime":
         classifier.use_onnxruntime(args.threads)
     cpu_started = time.process_time()
-    summary = predict_captures(classifier, args.input, args.output)
+    with RssSampler() as sampler:
+        summary = predict_captures(classifier, args.input, args.output)
     flows_per_cpu_s = summary.n_flows / (time.process_time() - cpu_started)
     peak_rss_mib = peak_rss_kib() / 1024
     print(json.dumps({"flows": summary.n_flows, "seconds": summary.seconds, "flows_per_s": summary.flows_per_second,
-                      "flows_per_cpu_s": flows_per_cpu_s, "peak_rss_mib": peak_rss_mib}))
+                      "flows_per_cpu_s": flows_per_cpu_s, "peak_rss_mib": peak_rss_mib,
+                      "plateau_rss_mib": sampler.median_of_second_half_mib()}))
 
 
 def benchmark_end_to_end(features: np.ndarray, layout: str, sizes: list[int], work_dir: Path,
-                         model_folder: Path, threads: int, engines: list[str]) -> list[dict]:
+                         model_folder: Path, threads: int, engines: list[str], repeat: int = 1) -> list[dict]:
     results = []
     for n_rows in sizes:
         folder = work_dir / f"e2e-{layout}-{n_rows}"
@@ -289,7 +328,8 @@ def benchmark_end_to_end(features: np.ndarray, layout: str, sizes: list[int], wo
         write_big_csv(folder / "TCP_IP-DDoS-UDP1_test.pcap.csv", features, layout, n_rows)
         size_mb = (folder / "TCP_IP-DDoS-UDP1_test.pcap.csv").stat().st_size / 1e6
         for engine in engines:
-            results.append(run_end_to_end(folder, layout, n_rows, size_mb, work_dir, model_folder, threads, engine))
+            results.append(run_end_to_end(folder, layout, n_rows, size_mb, work_dir, model_folder, threads, engine,
+                                          repeat))
         for path in folder.iterdir():
             path.unlink()
         folder.rmdir()
@@ -297,20 +337,27 @@ def benchmark_end_to_end(features: np.ndarray, layout: str, sizes: list[int], wo
 
 
 def run_end_to_end(folder: Path, layout: str, n_rows: int, size_mb: float, work_dir: Path, model_folder: Path,
-                   threads: int, engine: str) -> dict:
-    """Predict one folder in a child process; return its figures."""
+                   threads: int, engine: str, repeat: int = 1) -> dict:
+    """Predict one folder in ``repeat`` child processes; return the run with the median flows/s and every run's figure."""
     output = work_dir / f"predictions-{layout}-{n_rows}.csv"
-    completed = subprocess.run(
-        [sys.executable, __file__, "--end-to-end-child", "--model", str(model_folder), "--input", str(folder),
-         "--output", str(output), "--threads", str(threads), "--engine", engine],
-        check=True, capture_output=True, text=True,
-    )
-    measured = json.loads(completed.stdout.strip().splitlines()[-1])
+    runs = []
+    for _ in range(repeat):
+        completed = subprocess.run(
+            [sys.executable, __file__, "--end-to-end-child", "--model", str(model_folder), "--input", str(folder),
+             "--output", str(output), "--threads", str(threads), "--engine", engine],
+            check=True, capture_output=True, text=True,
+        )
+        runs.append(json.loads(completed.stdout.strip().splitlines()[-1]))
+    runs.sort(key=lambda run: run["flows_per_s"])
+    measured = runs[len(runs) // 2]
     result = {"layout": layout, "engine": engine, "rows": n_rows, "csv_mb": round(size_mb), **measured,
+              "flows_per_s_runs": [round(run["flows_per_s"]) for run in runs],
+              "peak_rss_mib_runs": [round(run["peak_rss_mib"]) for run in runs],
               "load_average": load_average()}
     print(f"end-to-end {layout} {engine} {n_rows:,} rows ({size_mb:,.0f} MB): "
           f"{measured['flows_per_s']:,.0f} flows/s, {measured['flows_per_cpu_s']:,.0f} flows per CPU-second, "
-          f"peak RSS {measured['peak_rss_mib']:,.0f} MiB", flush=True)
+          f"peak RSS {measured['peak_rss_mib']:,.0f} MiB, plateau RSS {measured['plateau_rss_mib']:,.0f} MiB",
+          flush=True)
     output.unlink()
     return result
 
@@ -350,10 +397,14 @@ def markdown_tables(record: dict) -> str:
                   for row in record["trees"]]
         lines.append("")
     if record.get("end_to_end"):
-        lines += ["| layout | engine | rows | CSV MB | flows/s | flows per CPU-second | peak RSS MiB |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["| layout | engine | rows | CSV MB | flows/s (median) | flows/s (all runs) | flows per CPU-second "
+                  "| peak RSS MiB | plateau RSS MiB |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {row['layout']} | {row['engine']} | {row['rows']:,} | {row['csv_mb']:,} | "
-                  f"{row['flows_per_s']:,.0f} | {row['flows_per_cpu_s']:,.0f} | {row['peak_rss_mib']:,.0f} |"
+                  f"{row['flows_per_s']:,.0f} | "
+                  f"{', '.join(f'{value:,}' for value in row.get('flows_per_s_runs', [round(row['flows_per_s'])]))} | "
+                  f"{row['flows_per_cpu_s']:,.0f} | {row['peak_rss_mib']:,.0f} | "
+                  f"{row.get('plateau_rss_mib', float('nan')):,.0f} |"
                   for row in record["end_to_end"]]
     return "\n".join(lines)
 
@@ -371,6 +422,8 @@ def main() -> None:
     parser.add_argument("--e2e-rows", type=int, nargs="+", default=[400_000, 1_600_000],
                         help="rows of the end-to-end input files, one run each")
     parser.add_argument("--layouts", nargs="+", default=["v1", "v2"], help="layouts of the end-to-end runs")
+    parser.add_argument("--e2e-repeat", type=int, default=5,
+                        help="child processes per end-to-end run; the median flows/s is reported")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (it compiles for minutes)")
     parser.add_argument("--parts", nargs="+", default=["models", "trees", "end-to-end"],
                         choices=["models", "trees", "end-to-end"], help="parts to run")
@@ -414,7 +467,8 @@ def main() -> None:
                 classifier = fit_classifier(features, layout)
                 classifier.save(work_dir / f"model-{layout}")
                 record["end_to_end"] += benchmark_end_to_end(features, layout, args.e2e_rows, work_dir,
-                                                             work_dir / f"model-{layout}", args.threads, engines)
+                                                             work_dir / f"model-{layout}", args.threads, engines,
+                                                             args.e2e_repeat)
 
     record["load_average_end"] = load_average()
     if args.out:

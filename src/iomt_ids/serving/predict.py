@@ -46,8 +46,8 @@ logger = logging.getLogger(__name__)
 # Bytes of CSV text that pyarrow parses per block. One block becomes one
 # batch of flows, so this bounds the memory of a batch: a 4 MiB block of v1
 # rows (about 190 bytes each) is about 22,000 flows.
-# NOTE: benchmarks/inference.py measured a peak RSS of 610 MiB for 400,000 v1 rows and
-# 748 MiB for 1,600,000, although RSS did not climb during a run. The difference is unexplained.
+# NOTE: memory does not climb during a run, but its level is about 80 MiB higher for 1,600,000
+# v1 rows than for 400,000 (docs/benchmarks/inference.md). The cause is not known.
 DEFAULT_BLOCK_SIZE = 4 << 20
 
 # Flows per forward pass. The activations of the published CNN take about
