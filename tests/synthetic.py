@@ -30,8 +30,9 @@ def write_raw_folder(raw_dir: Path, rows_per_class: int = 120, seed: int = 0, la
 
 
 def project_config(base: Path, *overrides: str):
-    """Compose the real conf/ with every path moved under ``base`` and a short training."""
+    """Compose the real conf/ with every path moved under ``base`` and a short training of the published CNN."""
     return compose_config([
+        "model=published_cnn",
         f"data.raw_dir={base}/raw",
         f"paths.ingested={base}/interim/flows.parquet",
         f"paths.prepared_dir={base}/prepared",

@@ -41,11 +41,9 @@ def dvc_project(tmp_path_factory):
     config_path = project / "conf" / "config.yaml"
     config_path.write_text(config_path.read_text().replace("tasks: [binary, category, attack]", "tasks: [category]"))
     comparison_path = project / "conf" / "comparison" / "default.yaml"
-    comparison = comparison_path.read_text()
-    comparison = comparison.replace("cnn_models: [published_cnn, residual_cnn]", "cnn_models: [published_cnn]")
-    comparison = comparison.replace("baselines: [logistic_regression, adaboost, random_forest, mlp, lightgbm]",
-                                    "baselines: [logistic_regression]")
-    comparison_path.write_text(comparison.replace("seeds: [0, 1, 2]", "seeds: [0]"))
+    comparison = yaml.safe_load(comparison_path.read_text())
+    comparison.update(cnn_models=["published_cnn"], baselines=["logistic_regression"], seeds=[0])
+    comparison_path.write_text(yaml.safe_dump(comparison))
     trainer_path = project / "conf" / "trainer" / "default.yaml"
     trainer_path.write_text(trainer_path.read_text().replace("max_epochs: 10", "max_epochs: 1"))
     write_raw_folder(project / "data" / "raw", rows_per_class=60)
@@ -99,3 +97,4 @@ def test_exp_run_overrides_model_and_epochs(dvc_project):
     assert "Running stage 'ingest'" not in result.stdout
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["trainer"]["max_epochs"] == 2
+    assert params["model"]["name"] == "published_cnn"
