@@ -111,7 +111,7 @@ def test_space_missing_file_lists_available():
 def test_list_value_composes_as_override():
     override = to_override("model.net.conv_channels", [16, 32])
     assert override == "model.net.conv_channels=[16,32]"
-    config = compose_config([override], config_dir=ROOT / "conf")
+    config = compose_config(["model=published_cnn", override], config_dir=ROOT / "conf")
     assert list(config.model.net.conv_channels) == [16, 32]
 
 
