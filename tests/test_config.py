@@ -46,3 +46,38 @@ def test_configs_have_no_hydra_interpolation():
     # DVC composes conf/ outside @hydra.main, where ${hydra:...} cannot resolve.
     for path in (ROOT / "conf").rglob("*.yaml"):
         assert "${hydra:" not in path.read_text(), path
+
+
+def test_load_params_rejects_unknown_key():
+    from iomt_ids.config import ConfigError
+
+    with pytest.raises(ConfigError, match="has no key 'trainer.max_epoch'"):
+        load_params(ROOT / "params.yaml", ["trainer.max_epoch=1"])
+
+
+def test_load_params_rejects_group_switch():
+    from iomt_ids.config import ConfigError
+
+    with pytest.raises(ConfigError, match="iomt-ids compose model=published_cnn"):
+        load_params(ROOT / "params.yaml", ["model=published_cnn"])
+
+
+@pytest.mark.parametrize("override", ["trainer.max_epochs", "=3"])
+def test_load_params_rejects_malformed(override):
+    from iomt_ids.config import ConfigError
+
+    with pytest.raises(ConfigError, match="is not key=value"):
+        load_params(ROOT / "params.yaml", [override])
+
+
+def test_load_params_plus_adds_key():
+    config = load_params(ROOT / "params.yaml", ["+trainer.limit_train_batches=2"])
+    assert config.trainer.limit_train_batches == 2
+
+
+def test_cli_reports_bad_override():
+    from iomt_ids import cli
+
+    status = cli.main(["--params", str(ROOT / "params.yaml"), "train", "--task", "attack", "model=published_cnn"])
+
+    assert status == 2

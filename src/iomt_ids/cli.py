@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
 
-    from iomt_ids.config import load_params
+    from iomt_ids.config import ConfigError, load_params
     from iomt_ids.data.errors import DataError
 
     if args.stage == "compose":
@@ -99,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("iomt_ids").error("%s", error)
             return 2
 
-    cfg = load_params(args.params, args.overrides)
+    try:
+        cfg = load_params(args.params, args.overrides)
+    except ConfigError as error:
+        logging.getLogger("iomt_ids").error("%s", error)
+        return 2
     try:
         if args.stage == "ingest":
             from iomt_ids.pipeline import ingest

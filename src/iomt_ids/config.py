@@ -16,9 +16,41 @@ def load_params(path: Path = Path("params.yaml"), overrides: Sequence[str] = ())
             f"{path} not found. Run from the project root, or pass --params PATH."
         )
     config = OmegaConf.load(path)
+    for override in overrides:
+        check_override(config, override, path)
     if overrides:
-        config = OmegaConf.merge(config, OmegaConf.from_dotlist(list(overrides)))
+        config = OmegaConf.merge(config, OmegaConf.from_dotlist([o.removeprefix("+") for o in overrides]))
     return config
+
+
+class ConfigError(ValueError):
+    """A command-line override that params.yaml cannot take."""
+
+
+def check_override(config: DictConfig, override: str, path: Path) -> None:
+    """Raise ConfigError for an override that is not ``key=value``, names no key, or replaces a whole group.
+
+    A ``+`` prefix (``+key=value``) adds a key that params.yaml lacks.
+    """
+    key, separator, value = override.partition("=")
+    if not separator or not key.lstrip("+"):
+        raise ConfigError(f"override {override!r} is not key=value, for example trainer.max_epochs=1")
+    if key.startswith("+"):
+        return
+    current = OmegaConf.select(config, key, default=_MISSING)
+    if current is _MISSING:
+        raise ConfigError(
+            f"override {override!r}: {path} has no key {key!r}. Check the spelling against {path}, "
+            f"or write +{key}={value} to add a new key."
+        )
+    if isinstance(current, DictConfig) and not value.startswith("{"):
+        raise ConfigError(
+            f"override {override!r} selects a config group, which a single stage cannot do. Recompose "
+            f"params.yaml with `iomt-ids compose {override}` or run `dvc exp run -S {override} promote`."
+        )
+
+
+_MISSING = object()
 
 
 def compose_config(overrides: Sequence[str] = (), config_dir: Path = Path("conf")) -> DictConfig:
