@@ -401,6 +401,20 @@ def test_saved_folder_loads_as_model_uri(tmp_path, classifier):
     assert loaded.class_names == classifier.class_names
 
 
+def test_missing_model_folder_one_line_error(tmp_path):
+    with pytest.raises(DataError) as error:
+        load_classifier(str(tmp_path / "no-such-model"))
+    assert "cannot load model" in str(error.value)
+    assert "no-such-model" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_registered_model_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    with pytest.raises(DataError, match="no-such-model"):
+        load_classifier("models:/no-such-model@champion")
+
+
 def test_cli_predict_missing_columns_exit_code(tmp_path, classifier, capsys):
     classifier.save(tmp_path / "model")
     write_csv(tmp_path / "in" / "old.csv", V1_COLUMNS, random_rows(3, len(V1_COLUMNS)))

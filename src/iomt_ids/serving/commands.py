@@ -53,7 +53,7 @@ def run_prediction(args: argparse.Namespace, evaluate: bool) -> int:
     classifier = load_classifier(model_uri)
     if args.task and classifier.task != args.task:
         raise DataError(
-            f"{model_uri} is a {classifier.task} model but --task is {args.task}. Drop --task or "
+            f"{model_uri} is a model of the {classifier.task} task but --task is {args.task}. Drop --task or "
             f"pass a {args.task} model."
         )
 

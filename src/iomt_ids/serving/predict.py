@@ -78,10 +78,19 @@ def load_classifier(model_uri: str) -> FlowClassifier:
         return FlowClassifier.load(local)
 
     import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     with tempfile.TemporaryDirectory(prefix="iomt-ids-model-") as download_dir:
-        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=download_dir))
+        try:
+            model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=download_dir))
+        except (MlflowException, OSError) as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DataError(
+                f"cannot load model {model_uri!r} from tracking store {mlflow.get_tracking_uri()}: {message}. "
+                f"Run from the project folder (or set MLFLOW_TRACKING_URI), and check the name, version or "
+                f"alias with `make ui`."
+            ) from None
         model = Model.load(str(model_dir))
         artifacts = model.flavors.get("python_function", {}).get("artifacts", {})
         if "classifier" not in artifacts:
