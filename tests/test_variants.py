@@ -116,3 +116,9 @@ def test_unknown_scheduler_rejected():
 
     with pytest.raises(ValueError, match="unknown scheduler 'step'"):
         FlowClassifierModule(torch.nn.Linear(3, 2), n_classes=2, scheduler="step")
+
+
+@pytest.mark.parametrize("n_bins", [0, -1])
+def test_encoding_rejects_no_bins(n_bins):
+    with pytest.raises(ValueError, match="n_bins must be at least 1"):
+        PiecewiseLinearEncoding(n_features=3, n_bins=n_bins, dim=4)

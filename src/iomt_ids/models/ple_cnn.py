@@ -34,6 +34,8 @@ class PiecewiseLinearEncoding(nn.Module):
 
     def __init__(self, n_features: int, n_bins: int, dim: int) -> None:
         super().__init__()
+        if n_bins < 1:
+            raise ValueError(f"n_bins must be at least 1, got {n_bins}")
         # Bin t covers [lo + t * width, lo + (t + 1) * width]: slope 1 / width, offset -(lo / width + t).
         width = 2 * _QUANTILE_HALF_RANGE / n_bins
         offsets = _QUANTILE_HALF_RANGE / width - torch.arange(n_bins, dtype=torch.float32)
