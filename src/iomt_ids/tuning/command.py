@@ -42,6 +42,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """Run the sweep that the parsed arguments describe and return the process exit status."""
+    from hydra.errors import HydraException
+
     from iomt_ids.data.errors import DataError
     from iomt_ids.tuning.space import SearchSpaceError
     from iomt_ids.tuning.sweep import SweepSettings, run_sweep
@@ -58,7 +60,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     )
     try:
         result = run_sweep(settings)
-    except (SearchSpaceError, ValueError, DataError) as error:
+    except (SearchSpaceError, ValueError, DataError, HydraException) as error:
         logger.error("%s", error)
         return 2
     except KeyboardInterrupt:
@@ -69,5 +71,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if result.best_number is not None:
         logger.info("best trial %d: val macro-F1 %.4f, %s", result.best_number, result.best_value, result.best_params)
     if result.experiment_path is not None:
-        logger.info("retrain it through the pipeline: dvc exp run -S experiment=%s", result.experiment_path.stem)
+        logger.info("retrain it through the pipeline: dvc exp run -S experiment=%s promote@%s",
+                    result.experiment_path.stem, args.task)
     return 0

@@ -60,7 +60,7 @@ def write_best_experiment(trial: FrozenTrial, *, study_name: str, task: str, spa
         "# @package _global_",
         f"# Best trial ({trial.number}) of Optuna study {study_name!r}, search space {space_name!r}:",
         f"# validation macro-F1 {trial.value:.4f} on the {task} task. Written by `iomt-ids sweep`;",
-        f"# retrain through the pipeline with `dvc exp run -S experiment={name}`.",
+        f"# retrain through the pipeline with `dvc exp run -S experiment={name} promote@{task}`.",
     ]
     body = {}
     if group_choices:
