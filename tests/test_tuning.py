@@ -292,3 +292,12 @@ def test_killed_sweep_resumes(tmp_path):
     assert len(parents) == 1
     killed_run = MlflowClient().get_run(after.trials[interrupted[0]].user_attrs["mlflow_run_id"])
     assert killed_run.info.status == "FAILED"
+
+
+def test_overrides_of_sampled_keys_found():
+    from iomt_ids.tuning.sweep import shadowed_overrides
+
+    space = load_space(ROOT / "conf", "ple_cnn")
+    overrides = ["model.net.n_bins=8", "trainer.max_epochs=1", "+model.optimizer.lr=0.1"]
+
+    assert shadowed_overrides(space, overrides) == ["model.net.n_bins=8", "+model.optimizer.lr=0.1"]

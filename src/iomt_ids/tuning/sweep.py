@@ -27,7 +27,7 @@ from iomt_ids.tuning import study as studies
 from iomt_ids.tuning.experiment import write_best_experiment
 from iomt_ids.tuning.objective import SurplusTrial, SweepObjective, tag_trial_run
 from iomt_ids.tuning.report import log_study, parent_run_id
-from iomt_ids.tuning.space import check_keys, load_space
+from iomt_ids.tuning.space import SearchSpace, check_keys, load_space
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,12 @@ def default_study_name(task: str, space: str) -> str:
     return f"{task}-{space}"
 
 
+def shadowed_overrides(space: SearchSpace, overrides: Sequence[str]) -> list[str]:
+    """Return the overrides whose key the search space samples, since each trial replaces their value."""
+    sampled = {param.key for param in space.params}
+    return [override for override in overrides if override.split("=", 1)[0].lstrip("+~") in sampled]
+
+
 def run_sweep(settings: SweepSettings) -> SweepResult:
     """Create or resume the study and run trials until it has ``n_trials`` or ``timeout_s`` passes.
 
@@ -82,6 +88,11 @@ def run_sweep(settings: SweepSettings) -> SweepResult:
     space = load_space(config_dir, settings.space)
     base = compose_config([*space.overrides, *settings.overrides], config_dir)
     check_keys(space, base)
+    shadowed = shadowed_overrides(space, settings.overrides)
+    if shadowed:
+        logger.warning("the search space %s samples these keys, so the overrides have no effect on trials: %s. "
+                       "Edit conf/hparams_search/%s.yaml to fix a value.", settings.space, " ".join(shadowed),
+                       settings.space)
     name = settings.study_name or default_study_name(settings.task, settings.space)
     seed = int(base.seed if settings.seed is None else settings.seed)
 
