@@ -301,7 +301,7 @@ class RssSampler:
 
 
 def run_end_to_end_child(args: argparse.Namespace) -> None:
-    """Child process: predict one folder and print flows/s, peak RSS and plateau RSS as JSON."""
+    """Predict one folder in this child process and print flows/s, peak RSS and plateau RSS as JSON."""
     from iomt_ids.serving.predict import predict_captures
 
     torch.set_num_threads(args.threads)

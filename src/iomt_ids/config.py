@@ -19,12 +19,17 @@ def load_params(path: Path = Path("params.yaml"), overrides: Sequence[str] = ())
     for override in overrides:
         check_override(config, override, path)
     if overrides:
-        config = OmegaConf.merge(config, OmegaConf.from_dotlist([o.removeprefix("+") for o in overrides]))
+        dotlist = [override.removeprefix("+") for override in overrides]
+        config = OmegaConf.merge(config, OmegaConf.from_dotlist(dotlist))
     return config
 
 
 class ConfigError(ValueError):
-    """A command-line override that params.yaml cannot take."""
+    """An invalid command-line override of params.yaml."""
+
+
+# Marks a key that OmegaConf.select did not find, since None is a valid value.
+_MISSING = object()
 
 
 def check_override(config: DictConfig, override: str, path: Path) -> None:
@@ -34,13 +39,13 @@ def check_override(config: DictConfig, override: str, path: Path) -> None:
     """
     key, separator, value = override.partition("=")
     if not separator or not key.lstrip("+"):
-        raise ConfigError(f"override {override!r} is not key=value, for example trainer.max_epochs=1")
+        raise ConfigError(f"override {override!r} is invalid: expected key=value, for example trainer.max_epochs=1")
     if key.startswith("+"):
         return
     current = OmegaConf.select(config, key, default=_MISSING)
     if current is _MISSING:
         raise ConfigError(
-            f"override {override!r}: {path} has no key {key!r}. Check the spelling against {path}, "
+            f"override {override!r}: key {key!r} not found in {path}. Check the spelling against {path}, "
             f"or write +{key}={value} to add a new key."
         )
     if isinstance(current, DictConfig) and not value.startswith("{"):
@@ -48,9 +53,6 @@ def check_override(config: DictConfig, override: str, path: Path) -> None:
             f"override {override!r} selects a config group, which a single stage cannot do. Recompose "
             f"params.yaml with `iomt-ids compose {override}` or run `dvc exp run -S {override} promote`."
         )
-
-
-_MISSING = object()
 
 
 def compose_config(overrides: Sequence[str] = (), config_dir: Path = Path("conf")) -> DictConfig:
