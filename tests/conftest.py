@@ -16,3 +16,6 @@ def shared_data_dir() -> Path:
     if not SHARED_DATA_DIR.is_dir():
         pytest.skip(f"real CICIoMT2024 rows not found at {SHARED_DATA_DIR}")
     return SHARED_DATA_DIR
+
+# Each project fixture unsets MLFLOW_TRACKING_URI itself, because mlflow.set_tracking_uri sets that
+# variable and the pipeline prefers it to the project's config, so one test's store would leak into the next.
