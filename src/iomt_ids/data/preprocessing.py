@@ -101,9 +101,12 @@ class FeaturePreprocessor:
             raise ValueError(
                 f"expected a (n_flows, {len(self.columns)}) feature array, got shape {features.shape}"
             )
-        shaped = self.reshape(self.clean(features))
-        scaled = (shaped - self.mean.astype(np.float32)) / self.scale.astype(np.float32)
-        return scaled.astype(np.float32, copy=False)
+        # clean() returns a new array and reshape() keeps it or returns another new one, so scaling in place
+        # leaves the caller's array unchanged.
+        scaled = self.reshape(self.clean(features))
+        scaled -= self.mean.astype(np.float32)
+        scaled /= self.scale.astype(np.float32)
+        return scaled
 
     def to_dict(self) -> dict:
         return {
