@@ -25,7 +25,7 @@ def compared(tmp_path_factory):
     base = tmp_path_factory.mktemp("compare")
     write_raw_folder(base / "raw", rows_per_class=80)
     cfg = project_config(
-        base, "tasks=[category,attack]", "comparison.seeds=[0,1]", "trainer.max_epochs=1",
+        base, "tasks=[category,attack]", "comparison.seeds=[0,1]", "comparison.max_epochs=1",
         "comparison.cnn_models=[published_cnn,residual_cnn]",
         "comparison.baselines=[logistic_regression,random_forest]",
         "comparison.baseline_max_train_flows=200",
@@ -75,6 +75,9 @@ def test_every_run_is_in_mlflow(compared):
     assert kinds.count("cnn") == 8
     assert kinds.count("baseline") == 8
     assert kinds.count("report") == 1
+    # comparison.max_epochs=1 caps every variant, whatever its own max_epochs.
+    cnn_runs = [run for run in runs if run.data.tags.get("comparison") == "cnn"]
+    assert {run.data.params["trainer.max_epochs"] for run in cnn_runs} == {"1"}
 
 
 def test_report_requires_every_model(compared, tmp_path):

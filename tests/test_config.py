@@ -81,3 +81,13 @@ def test_cli_reports_bad_override():
     status = cli.main(["--params", str(ROOT / "params.yaml"), "train", "--task", "attack", "model=published_cnn"])
 
     assert status == 2
+
+
+@pytest.mark.parametrize(("overrides", "epochs"), [
+    (["model=published_cnn"], 10),
+    (["model=ple_cnn"], 30),
+    (["model=ple_cnn", "trainer.max_epochs=2"], 2),
+])
+def test_trainer_takes_model_epochs(overrides, epochs):
+    config = compose_config(overrides, config_dir=ROOT / "conf")
+    assert config.trainer.max_epochs == epochs

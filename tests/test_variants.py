@@ -122,3 +122,61 @@ def test_unknown_scheduler_rejected():
 def test_encoding_rejects_no_bins(n_bins):
     with pytest.raises(ValueError, match="n_bins must be at least 1"):
         PiecewiseLinearEncoding(n_features=3, n_bins=n_bins, dim=4)
+
+
+def test_label_grouping_sums_per_label():
+    from iomt_ids.serving.flow_classifier import label_grouping
+
+    fine = ["Benign", "ARP_Spoofing", "Recon-Port_Scan", "Recon-OS_Scan"]
+    grouping = label_grouping(fine, ["Benign", "Spoofing", "Recon"], "category")
+
+    assert grouping.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]]
+    assert label_grouping(fine, ["Benign", "Attack"], "binary").tolist() == [[1, 0], [0, 1], [0, 1], [0, 1]]
+
+
+def test_label_grouping_rejects_missing_label():
+    from iomt_ids.serving.flow_classifier import label_grouping
+
+    with pytest.raises(ValueError, match="'TCP_IP-DoS-UDP' belongs to category label 'DoS'"):
+        label_grouping(["Benign", "TCP_IP-DoS-UDP"], ["Benign", "Recon"], "category")
+
+
+@pytest.mark.slow
+def test_fine_labels_scored_per_task_label(variants_project, tmp_path):
+    from sklearn.metrics import f1_score
+
+    from iomt_ids.data.prepared import read_split, task_targets
+    from synthetic import CLASSES
+
+    # One short epoch at a low rate leaves errors, so fine-label and task-label scores differ.
+    cfg = project_config(variants_project, "model=ple_cnn", f"paths.models_dir={tmp_path}/models",
+                         "model.batch_size=32", "trainer.max_epochs=1", "model.optimizer.lr=0.0003")
+    assert cfg.model.fine_labels
+
+    result = train.train_task(cfg, "binary")
+
+    classifier = result.classifier
+    assert classifier.class_names == ["Benign", "Attack"]
+    assert classifier.fine_class_names == list(CLASSES)
+    val_flows = read_split(variants_project / "prepared" / "val.parquet")
+    probabilities = classifier.predict_proba(val_flows)
+    assert probabilities.shape == (len(val_flows), 2)
+    assert probabilities.sum(axis=1) == pytest.approx(1.0, abs=1e-5)
+    # The selected validation score is the binary task's macro-F1 of the summed probabilities.
+    predicted = [classifier.class_names[i] for i in probabilities.argmax(axis=1)]
+    assert result.val_f1_macro == pytest.approx(
+        f1_score(task_targets(val_flows, "binary"), predicted, average="macro"), abs=1e-6)
+
+    restored = FlowClassifier.load(result.model_dir)
+    assert restored.fine_class_names == list(CLASSES)
+    assert restored.predict_proba(val_flows) == pytest.approx(probabilities, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_attack_task_ignores_fine_labels(variants_project, tmp_path):
+    cfg = project_config(variants_project, "model=ple_cnn", f"paths.models_dir={tmp_path}/models",
+                         "model.batch_size=32", "trainer.max_epochs=1")
+
+    result = train.train_task(cfg, "attack", save=False)
+
+    assert result.classifier.fine_class_names is None

@@ -113,6 +113,15 @@ def binary_of(class_name: str) -> str:
     return "Benign" if category_of(class_name) == "Benign" else "Attack"
 
 
+def task_label_of(class_name: str, task: str) -> str:
+    """Return a class's label for a task: the class, its category, or Benign/Attack."""
+    if task == "binary":
+        return binary_of(class_name)
+    if task == "category":
+        return category_of(class_name)
+    return class_name
+
+
 def task_labels(task: str) -> tuple[str, ...]:
     """Return every label name of a task, in report order."""
     if task == "binary":

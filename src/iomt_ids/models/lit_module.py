@@ -27,13 +27,17 @@ class FlowClassifierModule(L.LightningModule):
     """Cross-entropy training with accuracy, macro-F1 and weighted-F1 per split.
 
     Metrics are logged per epoch as ``train_*``, ``val_*`` and ``test_*``.
+    With ``label_groups`` the network is trained on finer labels than it is
+    scored on: ``label_groups[i]`` is the scored label of fine label i, the
+    loss uses the fine labels, and the metrics use the summed probabilities
+    of each scored label. ``n_classes`` counts the scored labels.
     """
 
     def __init__(self, net: nn.Module, n_classes: int, lr: float = 1e-3, weight_decay: float = 0.0,
                  class_weights: torch.Tensor | None = None, scheduler: str | None = None,
-                 max_epochs: int | None = None) -> None:
+                 max_epochs: int | None = None, label_groups: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "class_weights"])
+        self.save_hyperparameters(ignore=["net", "class_weights", "label_groups"])
         if scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {scheduler!r}; expected one of {SCHEDULERS}")
         if scheduler == "cosine" and not max_epochs:
@@ -41,6 +45,11 @@ class FlowClassifierModule(L.LightningModule):
         self.net = net
         # The weights rescale each class's share of the loss (balanced: n_flows / (n_classes * n_class_flows)).
         self.loss = nn.CrossEntropyLoss(weight=class_weights)
+        if label_groups is not None:
+            # A buffer, so it moves to the network's device with it.
+            self.register_buffer("label_groups", label_groups.long(), persistent=False)
+        else:
+            self.label_groups = None
         self.train_metrics = _split_metrics(n_classes, "train_")
         self.val_metrics = _split_metrics(n_classes, "val_")
         self.test_metrics = _split_metrics(n_classes, "test_")
@@ -52,7 +61,12 @@ class FlowClassifierModule(L.LightningModule):
         features, labels = batch
         logits = self(features)
         loss = self.loss(logits, labels)
-        metrics.update(logits, labels)
+        if self.label_groups is None:
+            metrics.update(logits, labels)
+        else:
+            grouped = torch.zeros(len(labels), self.hparams.n_classes, device=logits.device, dtype=logits.dtype)
+            grouped.index_add_(1, self.label_groups, torch.softmax(logits, dim=1))
+            metrics.update(grouped, self.label_groups[labels])
         self.log(loss_name, loss, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 

@@ -65,7 +65,11 @@ def _write(cfg: DictConfig, name: str, kind: str, results: dict) -> Path:
 
 
 def run_cnn(cfg: DictConfig, name: str, conf_dir: Path = CONF_DIR) -> Path:
-    """Train and test the CNN variant ``conf/model/<name>.yaml`` for every task and seed."""
+    """Train and test the CNN variant ``conf/model/<name>.yaml`` for every task and seed.
+
+    Each variant trains for ``comparison.max_epochs`` epochs when that is set,
+    else for its own ``max_epochs``, else for ``trainer.max_epochs``.
+    """
     from iomt_ids.pipeline.train import train_task
 
     model_config = OmegaConf.load(conf_dir / "model" / f"{name}.yaml")
@@ -75,6 +79,8 @@ def run_cnn(cfg: DictConfig, name: str, conf_dir: Path = CONF_DIR) -> Path:
         for seed in cfg.comparison.seeds:
             run_cfg = _comparison_config(cfg, seed)
             run_cfg.model = model_config
+            run_cfg.trainer.max_epochs = int(cfg.comparison.get("max_epochs") or model_config.get("max_epochs")
+                                             or cfg.trainer.max_epochs)
             trained = train_task(run_cfg, task, save=False)
             scores = evaluate_classifier(trained.classifier, test_flows, task)
             with mlflow.start_run(run_id=trained.run_id):

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from iomt_ids.data.batches import TensorBatches
 from iomt_ids.data.prepared import encode, feature_columns, present_labels, read_split, task_targets
 from iomt_ids.data.preprocessing import FeaturePreprocessor
-from iomt_ids.data.schema import layout_containing
+from iomt_ids.data.schema import layout_containing, task_label_of
 from iomt_ids.models.callbacks import BestEpochWeights
 from iomt_ids.models.lit_module import FlowClassifierModule
 from iomt_ids.pipeline import ingest as ingest_stage
@@ -157,21 +157,32 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
     if missing_from_train:
         logger.warning("%s: classes %s have validation flows but no training flows", task, missing_from_train)
 
+    # With model.fine_labels, the binary and category networks learn the 19 attack classes and are
+    # scored on the sums of their probabilities per task label.
+    fine_class_names = None
+    label_groups = None
+    if cfg.model.get("fine_labels", False) and task != "attack":
+        train_targets = task_targets(train_flows, "attack")
+        val_targets = task_targets(val_flows, "attack")
+        fine_class_names = present_labels("attack", train_targets, val_targets)
+        label_groups = torch.tensor([class_names.index(task_label_of(name, task)) for name in fine_class_names])
+    output_names = fine_class_names or class_names
+
     preprocessor = FeaturePreprocessor.fit(train_flows[columns].to_numpy(dtype=np.float32), columns,
                                            transform=cfg.model.get("transform", "standard"))
-    train_x, train_y = _tensors(train_flows, columns, preprocessor, train_targets, class_names)
-    val_x, val_y = _tensors(val_flows, columns, preprocessor, val_targets, class_names)
+    train_x, train_y = _tensors(train_flows, columns, preprocessor, train_targets, output_names)
+    val_x, val_y = _tensors(val_flows, columns, preprocessor, val_targets, output_names)
 
     imbalance = cfg.model.get("imbalance", "none")
     if imbalance not in IMBALANCE_OPTIONS:
         raise ValueError(f"model.imbalance is {imbalance!r}; expected one of {', '.join(IMBALANCE_OPTIONS)}")
     net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
-    network = build_network(net_config, n_features=len(columns), n_classes=len(class_names))
+    network = build_network(net_config, n_features=len(columns), n_classes=len(output_names))
     module = FlowClassifierModule(
         network, n_classes=len(class_names), lr=cfg.model.optimizer.lr,
         weight_decay=cfg.model.optimizer.get("weight_decay", 0.0),
-        class_weights=balanced_class_weights(train_y, len(class_names)) if imbalance == "class_weights" else None,
-        scheduler=cfg.model.get("scheduler"), max_epochs=cfg.trainer.max_epochs,
+        class_weights=balanced_class_weights(train_y, len(output_names)) if imbalance == "class_weights" else None,
+        scheduler=cfg.model.get("scheduler"), max_epochs=cfg.trainer.max_epochs, label_groups=label_groups,
     )
     batch_size = int(cfg.model.batch_size)
     train_batches = TensorBatches(train_x, train_y, batch_size, shuffle=True, seed=cfg.seed,
@@ -187,6 +198,7 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
         mlflow.set_tags({"task": task, "model": cfg.model.name, "stage": "train"})
         _log_inputs(cfg, task, prepare_stage.split_report_path(cfg), ingest_stage.data_report_paths(cfg))
         mlflow.log_params({"n_features": len(columns), "n_classes": len(class_names),
+                           "n_network_outputs": len(output_names),
                            "n_train_flows": len(train_y), "n_val_flows": len(val_y)})
 
         with tempfile.TemporaryDirectory() as scratch:
@@ -206,7 +218,8 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
 
         network.cpu().eval()
         classifier = FlowClassifier(task=task, class_names=class_names, layout=layout,
-                                    preprocessor=preprocessor, net_config=net_config, network=network)
+                                    preprocessor=preprocessor, net_config=net_config, network=network,
+                                    fine_class_names=fine_class_names)
         if not save:
             logger.info("%s: trained %s in %.0f s, val macro-F1 %.4f, MLflow run %s (model not saved)", task,
                         cfg.model.name, time.perf_counter() - started, val_f1_macro, run.info.run_id)

@@ -4,7 +4,9 @@ The folder contains two files and needs no pickle to load:
 
 - ``classifier.json``: task, label names, column layout, the fitted
   preprocessing (fill values, mean, scale) and the network's config
-  (``_target_`` plus keyword arguments).
+  (``_target_`` plus keyword arguments). A network trained on the 19
+  attack classes for the binary or category task (``model.fine_labels``)
+  also lists those classes as ``fine_class_names``.
 - ``weights.safetensors``: the network's state dict.
 """
 
@@ -23,6 +25,7 @@ from torch import nn
 
 from iomt_ids.data.errors import DataError
 from iomt_ids.data.preprocessing import FeaturePreprocessor
+from iomt_ids.data.schema import task_label_of
 
 CONFIG_FILE = "classifier.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -45,6 +48,21 @@ def build_network(net_config: dict, n_features: int, n_classes: int) -> nn.Modul
     return network_class(n_features=n_features, n_classes=n_classes, **kwargs)
 
 
+def label_grouping(fine_class_names: list[str], class_names: list[str], task: str) -> np.ndarray:
+    """Return the float32 (n_fine, n_labels) 0/1 matrix that sums attack-class probabilities per task label.
+
+    Raises ValueError when a fine class's task label is not in ``class_names``.
+    """
+    grouping = np.zeros((len(fine_class_names), len(class_names)), dtype=np.float32)
+    for row, fine_class in enumerate(fine_class_names):
+        label = task_label_of(fine_class, task)
+        if label not in class_names:
+            raise ValueError(f"class {fine_class!r} belongs to {task} label {label!r}, which is missing from "
+                             f"the model's labels {class_names}")
+        grouping[row, class_names.index(label)] = 1.0
+    return grouping
+
+
 @dataclass
 class FlowClassifier:
     """Turns raw feature columns into class probabilities for one task."""
@@ -55,8 +73,16 @@ class FlowClassifier:
     preprocessor: FeaturePreprocessor
     net_config: dict
     network: nn.Module
+    # The attack classes the network outputs when it was trained on them for a coarser task; None
+    # when it outputs ``class_names`` directly. Their probabilities are summed per task label.
+    fine_class_names: list[str] | None = None
     # An ONNX Runtime session that replaces the PyTorch forward pass; see ``use_onnxruntime``.
     onnx_session: object | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._grouping = None
+        if self.fine_class_names is not None:
+            self._grouping = label_grouping(self.fine_class_names, self.class_names, self.task)
 
     @property
     def columns(self) -> list[str]:
@@ -89,7 +115,10 @@ class FlowClassifier:
                 logits = torch.from_numpy(self.onnx_session.run(None, {"flows": scaled[start:start + batch_size]})[0])
             else:
                 logits = self.network(torch.from_numpy(scaled[start:start + batch_size]).to(device))
-            chunks.append(torch.softmax(logits, dim=1).cpu().numpy())
+            probabilities = torch.softmax(logits, dim=1).cpu().numpy()
+            if self._grouping is not None:
+                probabilities = probabilities @ self._grouping
+            chunks.append(probabilities)
         if not chunks:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return np.concatenate(chunks)
@@ -150,6 +179,8 @@ class FlowClassifier:
             "preprocessing": self.preprocessor.to_dict(),
             "network": self.net_config,
         }
+        if self.fine_class_names is not None:
+            config["fine_class_names"] = list(self.fine_class_names)
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         state = {key: value.detach().cpu().contiguous() for key, value in self.network.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE))
@@ -162,7 +193,9 @@ class FlowClassifier:
             raise FileNotFoundError(f"{config_path} not found: {folder} is not a saved flow classifier")
         config = json.loads(config_path.read_text())
         preprocessor = FeaturePreprocessor.from_dict(config["preprocessing"])
-        network = build_network(config["network"], len(preprocessor.columns), len(config["class_names"]))
+        fine_class_names = config.get("fine_class_names")
+        n_outputs = len(fine_class_names if fine_class_names is not None else config["class_names"])
+        network = build_network(config["network"], len(preprocessor.columns), n_outputs)
         network.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device=device))
         network.to(device).eval()
         return cls(
@@ -172,4 +205,5 @@ class FlowClassifier:
             preprocessor=preprocessor,
             net_config=config["network"],
             network=network,
+            fine_class_names=None if fine_class_names is None else list(fine_class_names),
         )

@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 
 from iomt_ids.data import ingest
 from iomt_ids.data.errors import DataError
-from iomt_ids.data.schema import LAYOUTS, binary_of, category_of, class_from_file_name, is_csv_name, \
-    layout_containing, task_labels
+from iomt_ids.data.schema import LAYOUTS, class_from_file_name, is_csv_name, layout_containing, task_label_of, \
+    task_labels
 from iomt_ids.metrics import classification_metrics
 from iomt_ids.serving.flow_classifier import CONFIG_FILE, FlowClassifier
 
@@ -115,15 +115,6 @@ def find_capture_files(input_path: Path) -> list[Path]:
     if not files:
         raise DataError(f"no CSV files found under {input_path} ('.csv' or '.csv.gz').")
     return files
-
-
-def task_label_of(class_name: str, task: str) -> str:
-    """Return a class's label for a task: the class, its category, or Benign/Attack."""
-    if task == "binary":
-        return binary_of(class_name)
-    if task == "category":
-        return category_of(class_name)
-    return class_name
 
 
 @dataclass
