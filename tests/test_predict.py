@@ -275,6 +275,8 @@ def test_repeated_header_dropped_counted(tmp_path, classifier):
     report = summary.files[0]
     written = pd.read_csv(tmp_path / "out.csv")
     assert report.rows_dropped == {"repeated_header": 1}
+    # The file name names no class, and the whole-file reader needs none.
+    assert report.class_name == ""
     assert report.rows_read == 601
     assert report.rows_kept == 600
     assert list(written["row"]) == list(range(1, 601))

@@ -452,6 +452,17 @@ def read_raw_file(raw_file: RawFile, header: list[str], layout: str, raw_dir: Pa
     return _output_table(loaded, keep=None), loaded.report
 
 
+def read_raw_features(raw_file: RawFile, header: list[str], layout: str,
+                      raw_dir: Path) -> tuple[dict[str, np.ndarray], FileReport]:
+    """Read one raw file's float32 feature columns by name, with its report; no label columns.
+
+    Unlike ``read_raw_file`` this needs no class, so ``raw_file.class_name``
+    may be empty (an unlabelled capture).
+    """
+    loaded = _load_file(raw_file, header, layout, raw_dir, LAYOUTS[layout], duplicates="none")
+    return loaded.features, loaded.report
+
+
 def _constant(value: str, n_rows: int) -> pa.DictionaryArray:
     """Return a dictionary-encoded column repeating one string, without a per-row list."""
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_rows, dtype=np.int32)), pa.array([value]))

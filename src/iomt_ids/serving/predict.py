@@ -273,13 +273,11 @@ def _read_whole_file(path: Path, header: list[str], columns: list[str], class_na
                      ) -> tuple[np.ndarray, ingest.FileReport]:
     """Read a file with ingestion's reader, which applies its policy to the lines the stream rejected."""
     layout, _ = ingest.detect_layout(path, header)
-    # NOTE: read_raw_file needs a valid class to fill its label columns. Those columns are unused
-    # here, so an unlabelled capture is read under the placeholder class Benign.
-    raw_file = ingest.RawFile(path=path, split="", class_name=class_name or "Benign")
-    table, report = ingest.read_raw_file(raw_file, header, layout, path.parent)
-    features = np.column_stack([table.column(column).to_numpy() for column in columns]) if table.num_rows \
-        else np.zeros((0, len(columns)), dtype=np.float32)
-    return features.astype(np.float32, copy=False), report
+    raw_file = ingest.RawFile(path=path, split="", class_name=class_name or "")
+    values, report = ingest.read_raw_features(raw_file, header, layout, path.parent)
+    if not report.rows_kept:
+        return np.zeros((0, len(columns)), dtype=np.float32), report
+    return np.column_stack([values[column] for column in columns]).astype(np.float32, copy=False), report
 
 
 def _missing_columns_error(path: Path, header: list[str], columns: list[str], missing: list[str]) -> DataError:
