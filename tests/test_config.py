@@ -91,3 +91,13 @@ def test_cli_reports_bad_override():
 def test_trainer_takes_model_epochs(overrides, epochs):
     config = compose_config(overrides, config_dir=ROOT / "conf")
     assert config.trainer.max_epochs == epochs
+
+
+@pytest.mark.parametrize(("overrides", "epochs"), [
+    (["model.max_epochs=4"], 4),
+    (["model.max_epochs=4", "trainer.max_epochs=2"], 2),
+    (["trainer.max_epochs=2"], 2),
+])
+def test_load_params_model_epochs_reach_trainer(overrides, epochs):
+    config = load_params(ROOT / "params.yaml", overrides)
+    assert config.trainer.max_epochs == epochs

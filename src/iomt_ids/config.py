@@ -21,6 +21,11 @@ def load_params(path: Path = Path("params.yaml"), overrides: Sequence[str] = ())
     if overrides:
         dotlist = [override.removeprefix("+") for override in overrides]
         config = OmegaConf.merge(config, OmegaConf.from_dotlist(dotlist))
+        # params.yaml contains trainer.max_epochs already resolved from model.max_epochs, so pass the
+        # model's new value on, as composing conf/ would, unless trainer.max_epochs is overridden too.
+        keys = {item.split("=", 1)[0] for item in dotlist}
+        if "model.max_epochs" in keys and "trainer.max_epochs" not in keys:
+            config.trainer.max_epochs = config.model.max_epochs
     return config
 
 
