@@ -180,3 +180,11 @@ def test_attack_task_ignores_fine_labels(variants_project, tmp_path):
     result = train.train_task(cfg, "attack", save=False)
 
     assert result.classifier.fine_class_names is None
+
+
+def test_fine_labels_rejects_non_boolean(variants_project, tmp_path):
+    cfg = project_config(variants_project, "model=ple_cnn", f"paths.models_dir={tmp_path}/models",
+                         "model.fine_labels=maybe")
+
+    with pytest.raises(ValueError, match="model.fine_labels is 'maybe'; expected true or false"):
+        train.train_task(cfg, "binary", save=False)

@@ -159,9 +159,12 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
 
     # With model.fine_labels, the binary and category networks learn the 19 attack classes and are
     # scored on the sums of their probabilities per task label.
+    fine_labels = cfg.model.get("fine_labels", False)
+    if not isinstance(fine_labels, bool):
+        raise ValueError(f"model.fine_labels is {fine_labels!r}; expected true or false")
     fine_class_names = None
     label_groups = None
-    if cfg.model.get("fine_labels", False) and task != "attack":
+    if fine_labels and task != "attack":
         train_targets = task_targets(train_flows, "attack")
         val_targets = task_targets(val_flows, "attack")
         fine_class_names = present_labels("attack", train_targets, val_targets)
