@@ -101,3 +101,52 @@ def test_trainer_takes_model_epochs(overrides, epochs):
 def test_load_params_model_epochs_reach_trainer(overrides, epochs):
     config = load_params(ROOT / "params.yaml", overrides)
     assert config.trainer.max_epochs == epochs
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.max_epochs=abc", "model.max_epochs='abc'"),
+    ("model.max_epochs=1.5", "model.max_epochs=1.5"),
+    ("model.max_epochs=0", "model.max_epochs=0"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs=-1"),
+    ("comparison.max_epochs=0", "comparison.max_epochs=0"),
+    ("model.batch_size=true", "model.batch_size=True"),
+    ("model.optimizer.lr=-0.1", "model.optimizer.lr=-0.1"),
+    ("registry.min_improvement=high", "registry.min_improvement=.high."),
+    ("model.fine_labels=maybe", "model.fine_labels='maybe'"),
+    ("data.split.test_fraction=1.0", "data.split.test_fraction=1.0"),
+    ("comparison.seeds=[0,x]", r"comparison.seeds=\[0, 'x'\]"),
+])
+def test_load_params_rejects_bad_values(override, message):
+    from iomt_ids.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_params(ROOT / "params.yaml", [override])
+
+
+def test_load_params_accepts_null_where_allowed():
+    config = load_params(ROOT / "params.yaml", ["comparison.max_epochs=null", "model.early_stopping_patience=5"])
+    assert config.comparison.max_epochs is None
+    assert config.model.early_stopping_patience == 5
+
+
+def test_compose_bad_value_keeps_params(tmp_path):
+    from iomt_ids import cli
+
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 1\n")
+
+    assert cli.main(["--params", str(params), "compose", "--config-dir", str(ROOT / "conf"),
+                     "model.max_epochs=abc"]) == 2
+    assert cli.main(["--params", str(params), "compose", "--config-dir", str(ROOT / "conf"), "model=nope"]) == 2
+    assert params.read_text() == "seed: 1\n"
+
+
+@pytest.mark.parametrize("option", [["--threads", "-1"], ["--block-size", "0"], ["--threads", "two"]])
+def test_predict_rejects_counts_below_one(tmp_path, option, capsys):
+    from iomt_ids import cli
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["predict", str(tmp_path), "--output", str(tmp_path / "out.csv"), *option])
+
+    assert stopped.value.code == 2
+    assert option[0] in capsys.readouterr().err

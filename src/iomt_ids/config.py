@@ -26,6 +26,7 @@ def load_params(path: Path = Path("params.yaml"), overrides: Sequence[str] = ())
         keys = {item.split("=", 1)[0] for item in dotlist}
         if "model.max_epochs" in keys and "trainer.max_epochs" not in keys:
             config.trainer.max_epochs = config.model.max_epochs
+    check_values(config, str(path) + (" with the overrides" if overrides else ""))
     return config
 
 
@@ -60,12 +61,84 @@ def check_override(config: DictConfig, override: str, path: Path) -> None:
         )
 
 
+# Settings checked before any stage runs, as (key, kind, whether null is allowed). _KIND_TEXT describes each kind.
+# A learning rate of 0 is valid because it keeps the initial weights, which tests use to make a worse model.
+_VALUE_RULES: tuple[tuple[str, str, bool], ...] = (
+    ("seed", "index", False),
+    ("model.max_epochs", "count", True),
+    ("trainer.max_epochs", "count", False),
+    ("model.batch_size", "count", False),
+    ("model.optimizer.lr", "non_negative", False),
+    ("model.optimizer.weight_decay", "non_negative", True),
+    ("model.early_stopping_patience", "count", True),
+    ("model.keep_best_epoch", "flag", True),
+    ("model.fine_labels", "flag", True),
+    ("data.split.val_fraction", "fraction", False),
+    ("data.split.test_fraction", "fraction", False),
+    ("registry.min_improvement", "number", True),
+    ("comparison.max_epochs", "count", True),
+    ("comparison.baseline_max_train_flows", "count", True),
+)
+
+_KIND_TEXT = {
+    "count": "a whole number of at least 1",
+    "index": "a whole number of at least 0",
+    "number": "a number",
+    "non_negative": "a number of at least 0",
+    "fraction": "a number between 0 and 1",
+    "flag": "true or false",
+}
+
+
+def _fits(value: object, kind: str) -> bool:
+    """Return whether ``value`` is of ``kind`` (a key of _KIND_TEXT)."""
+    if kind == "flag":
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if kind in ("count", "index"):
+        return isinstance(value, int) and value >= (1 if kind == "count" else 0)
+    if kind == "number":
+        return True
+    if kind == "non_negative":
+        return value >= 0
+    return 0 < value < 1
+
+
+def check_values(config: DictConfig, source: str) -> None:
+    """Raise ConfigError for a setting whose value has the wrong type or range.
+
+    This catches a value such as ``trainer.max_epochs=abc`` before a stage
+    starts, in place of an error deep inside Lightning. Keys that the config
+    lacks are skipped, because only the models that use a key define it.
+    """
+    for key, kind, nullable in _VALUE_RULES:
+        value = OmegaConf.select(config, key, default=_MISSING, throw_on_resolution_failure=False)
+        if value is _MISSING or (value is None and nullable):
+            continue
+        if not _fits(value, kind):
+            example = {"flag": "true", "fraction": "0.1", "index": "0", "non_negative": "0"}.get(kind, "1")
+            example = {"max_epochs": "10", "batch_size": "512", "lr": "0.001"}.get(key.rsplit(".", 1)[-1], example)
+            raise ConfigError(
+                f"{key}={value!r} in {source} is invalid: expected {_KIND_TEXT[kind]}"
+                f"{' or null' if nullable and kind != 'flag' else ''}, for example {key}={example}."
+            )
+    seeds = OmegaConf.select(config, "comparison.seeds", default=None)
+    if seeds is not None and (len(seeds) == 0 or not all(_fits(seed, "index") for seed in seeds)):
+        raise ConfigError(
+            f"comparison.seeds={list(seeds)!r} in {source} is invalid: expected a list of whole numbers of at "
+            "least 0, for example comparison.seeds=[0,1,2]."
+        )
+
+
 def compose_config(overrides: Sequence[str] = (), config_dir: Path = Path("conf")) -> DictConfig:
     """Compose ``conf/config.yaml`` with Hydra overrides (``model=...``, ``trainer.max_epochs=1``)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        config = compose(config_name="config", overrides=list(overrides))
+    check_values(config, f"{config_dir} composed" + (" with the overrides" if overrides else ""))
+    return config
 
 
 def write_params(path: Path = Path("params.yaml"), overrides: Sequence[str] = (),
