@@ -495,3 +495,17 @@ def test_champion_task_mismatch_error(champion_project, tmp_path, monkeypatch):
                      "--model", CHAMPION_URI, "--task", "attack",
                      "--output", str(tmp_path / "out.csv")])
     assert code == 2
+
+
+def test_heap_trimmer_calls_glibc():
+    import platform
+
+    from iomt_ids.serving.predict import heap_trimmer
+
+    trim = heap_trimmer()
+
+    # glibc's malloc_trim returns 1 when it released memory and 0 when there was none to release.
+    # With another C library the trimmer does nothing and returns None.
+    expected = (0, 1) if platform.libc_ver()[0] == "glibc" else (None,)
+    assert trim() in expected
+    assert trim() in expected
