@@ -150,3 +150,10 @@ def test_predict_rejects_counts_below_one(tmp_path, option, capsys):
 
     assert stopped.value.code == 2
     assert option[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in (ROOT / "conf" / "model").glob("*.yaml")))
+def test_model_config_composes(name):
+    config = compose_config([f"model={name}"], config_dir=ROOT / "conf")
+    assert config.model.name == name
+    assert config.trainer.max_epochs == config.model.max_epochs
