@@ -183,9 +183,10 @@ def test_attack_task_ignores_fine_labels(variants_project, tmp_path):
 
 
 def test_fine_labels_rejects_non_boolean(variants_project, tmp_path):
-    # Composing conf/ rejects this value already, so it is set here as a config built in code would be.
+    # Composing conf/ rejects this value already, so the test sets it as code that builds a config would.
     cfg = project_config(variants_project, "model=ple_cnn", f"paths.models_dir={tmp_path}/models")
     cfg.model.fine_labels = "maybe"
 
-    with pytest.raises(ValueError, match="model.fine_labels is 'maybe'; expected true or false"):
+    message = "model.fine_labels='maybe' in the training config is invalid: expected true or false"
+    with pytest.raises(ValueError, match=message):
         train.train_task(cfg, "binary", save=False)

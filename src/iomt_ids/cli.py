@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="split to fetch (repeatable; default: both)")
     download.add_argument("--class", dest="classes", action="append",
                           help="fetch only this class (repeatable; default: all)")
-    download.add_argument("--max-files", type=_at_least_one, default=None, help="fetch only the first N files of each split")
+    download.add_argument("--max-files", type=_positive_int, default=None,
+                          help="fetch only the first N files of each split")
 
     predict = stages.add_parser("predict", help="predict the class of every flow in CSV files with a registered model")
     _add_prediction_arguments(predict)
@@ -144,14 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _at_least_one(text: str) -> int:
-    """Parse a command-line count that must be a whole number of at least 1."""
+def _positive_int(text: str) -> int:
+    """Parse a command-line count, a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected a whole number of at least 1") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is below 1; give a whole number of at least 1")
+        raise argparse.ArgumentTypeError(f"{value} is invalid: expected a whole number of at least 1")
     return value
 
 
@@ -165,12 +166,12 @@ def _add_prediction_arguments(stage: argparse.ArgumentParser) -> None:
                        help="output format (default: from the --output suffix)")
     stage.add_argument("--all-probabilities", action="store_true",
                        help="add a probability_<class> column for every class")
-    stage.add_argument("--block-size", type=_at_least_one, default=None,
+    stage.add_argument("--block-size", type=_positive_int, default=None,
                        help="bytes of CSV read per block; bounds memory (default: 4 MiB)")
     stage.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     stage.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
                        help="run the network with PyTorch or with ONNX Runtime (needs onnxruntime; default: torch)")
-    stage.add_argument("--threads", type=_at_least_one, default=None,
+    stage.add_argument("--threads", type=_positive_int, default=None,
                        help="CPU threads for the network (default: PyTorch's default, one per core)")
 
 

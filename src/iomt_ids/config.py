@@ -89,6 +89,10 @@ _KIND_TEXT = {
     "flag": "true or false",
 }
 
+# Example values for the error message: by key name where the kind's example would mislead.
+_KIND_EXAMPLES = {"count": "1", "index": "0", "number": "0", "non_negative": "0", "fraction": "0.1", "flag": "true"}
+_KEY_EXAMPLES = {"max_epochs": "10", "batch_size": "512", "lr": "0.001"}
+
 
 def _fits(value: object, kind: str) -> bool:
     """Return whether ``value`` is of ``kind`` (a key of _KIND_TEXT)."""
@@ -117,8 +121,8 @@ def check_values(config: DictConfig, source: str) -> None:
         if value is _MISSING or (value is None and nullable):
             continue
         if not _fits(value, kind):
-            example = {"flag": "true", "fraction": "0.1", "index": "0", "non_negative": "0"}.get(kind, "1")
-            example = {"max_epochs": "10", "batch_size": "512", "lr": "0.001"}.get(key.rsplit(".", 1)[-1], example)
+            name = key.rsplit(".", 1)[-1]
+            example = _KEY_EXAMPLES.get(name, _KIND_EXAMPLES[kind])
             raise ConfigError(
                 f"{key}={value!r} in {source} is invalid: expected {_KIND_TEXT[kind]}"
                 f"{' or null' if nullable and kind != 'flag' else ''}, for example {key}={example}."

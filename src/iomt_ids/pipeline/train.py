@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.models import infer_signature
 from omegaconf import DictConfig, OmegaConf
 
+from iomt_ids.config import check_values
 from iomt_ids.data.batches import TensorBatches
 from iomt_ids.data.prepared import encode, feature_columns, present_labels, read_split, task_targets
 from iomt_ids.data.preprocessing import FeaturePreprocessor
@@ -144,6 +145,8 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
     neither written to ``<models_dir>/<task>`` nor logged as an MLflow model.
     ``nested=True`` opens the run as a child of the active MLflow run.
     """
+    # A config built in code has not passed load_params or compose_config, which check the same rules.
+    check_values(cfg, "the training config")
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
 
@@ -160,8 +163,6 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
     # With model.fine_labels, the binary and category networks learn the 19 attack classes and are
     # scored on the sums of their probabilities per task label.
     fine_labels = cfg.model.get("fine_labels", False)
-    if not isinstance(fine_labels, bool):
-        raise ValueError(f"model.fine_labels is {fine_labels!r}; expected true or false")
     fine_class_names = None
     label_groups = None
     if fine_labels and task != "attack":
