@@ -12,6 +12,9 @@ export DVC_NO_ANALYTICS := 1
 .PHONY: run compare test ui params sweep download benchmark-prepare benchmark-inference test-serving clean-venv
 
 $(BIN)/iomt-ids: requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "$(PYTHON) is older than Python 3.11, which the project needs: run make PYTHON=python3.11" >&2; \
+		exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	# torch first and exactly: a looser pin pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
