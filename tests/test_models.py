@@ -258,3 +258,14 @@ def test_metrics_confusion_follows_labels():
     assert scores["confusion_matrix"] == [[0, 1, 0], [0, 6, 0], [0, 1, 2]]
     assert scores["labels"] == ["c", "a", "b"]
     assert list(scores["per_class"]) == ["c", "a", "b"]
+
+
+def test_metrics_from_counts_match_metrics_from_flows(toy_metrics):
+    # The same ten flows as confusion cells: (a, a) 6, (b, b) 2, (b, a) 1, (c, a) 1.
+    scores = classification_metrics(["a", "b", "b", "c"], ["a", "b", "a", "a"], LABELS, counts=[6, 2, 1, 1])
+
+    assert scores["summary"] == pytest.approx(toy_metrics["summary"])
+    for label in LABELS:
+        assert scores["per_class"][label] == pytest.approx(toy_metrics["per_class"][label])
+    assert scores["confusion_matrix"] == toy_metrics["confusion_matrix"]
+    assert scores["summary"]["n_flows"] == 10

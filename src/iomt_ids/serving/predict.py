@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -154,26 +154,24 @@ class PredictionSummary:
         return self.n_flows / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass
-class _Labels:
-    """True and predicted label indices of every flow, into ``names`` (the task's labels)."""
+class _Confusion:
+    """Confusion counts over ``names`` (the task's labels), so scoring needs no memory per flow."""
 
-    names: tuple[str, ...]
-    true: list[np.ndarray] = field(default_factory=list)
-    predicted: list[np.ndarray] = field(default_factory=list)
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.counts = np.zeros((len(names), len(names)), dtype=np.int64)
 
     def add(self, true_label: str, predicted: np.ndarray) -> None:
-        self.true.append(np.full(len(predicted), self.names.index(true_label), dtype=np.int8))
-        self.predicted.append(predicted.astype(np.int8))
+        self.counts[self.names.index(true_label)] += np.bincount(predicted, minlength=len(self.names))
 
     def metrics(self) -> dict:
         """Score like the evaluate stage: averages over labels seen as truth or as prediction."""
+        true_index, predicted_index = np.nonzero(self.counts)
         names = np.asarray(self.names, dtype=object)
-        y_true = names[np.concatenate(self.true)] if self.true else np.zeros(0, dtype=object)
-        y_pred = names[np.concatenate(self.predicted)] if self.predicted else np.zeros(0, dtype=object)
-        present = set(y_true) | set(y_pred)
+        present = set(names[true_index]) | set(names[predicted_index])
         labels = [label for label in self.names if label in present]
-        return classification_metrics(y_true, y_pred, labels)
+        return classification_metrics(names[true_index], names[predicted_index], labels,
+                                      counts=self.counts[true_index, predicted_index])
 
 
 class PredictionWriter:
@@ -395,7 +393,7 @@ def predict_captures(classifier: FlowClassifier, input_path: Path, output_path: 
                 raise DataError(f"cannot evaluate on {path}: {error}") from None
             class_names[path] = None
 
-    labels = _Labels(task_labels(classifier.task)) if evaluate else None
+    labels = _Confusion(task_labels(classifier.task)) if evaluate else None
     label_index = np.asarray([labels.names.index(name) for name in classifier.class_names]) if labels else None
     writer = None
     if output_path is not None:
