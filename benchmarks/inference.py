@@ -179,14 +179,19 @@ def onnxruntime_installed() -> bool:
     return True
 
 
-def model_variants() -> dict[str, dict]:
+def model_configs() -> dict[str, dict]:
+    """Return every conf/model file's config by model name."""
     from omegaconf import OmegaConf
 
-    variants = {}
+    configs = {}
     for path in sorted((ROOT / "conf" / "model").glob("*.yaml")):
         config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-        variants[config.get("name", path.stem)] = config["net"]
-    return variants
+        configs[config.get("name", path.stem)] = config
+    return configs
+
+
+def model_variants() -> dict[str, dict]:
+    return {name: config["net"] for name, config in model_configs().items()}
 
 
 def benchmark_models(scaled: np.ndarray, use_compile: bool) -> list[dict]:
@@ -362,11 +367,12 @@ def run_end_to_end(folder: Path, layout: str, n_rows: int, size_mb: float, work_
     return result
 
 
-def fit_classifier(features: np.ndarray, layout: str) -> FlowClassifier:
-    """Build a published CNN classifier for a layout: preprocessing fitted on ``features``, random weights."""
+def fit_classifier(features: np.ndarray, layout: str, model: str = "published_cnn") -> FlowClassifier:
+    """Build an untrained classifier of a conf/model variant whose preprocessing is fitted on ``features``."""
     columns = list(LAYOUTS[layout])
-    preprocessor = FeaturePreprocessor.fit(features, columns)
-    net_config = model_variants().get("published_cnn")
+    config = model_configs()[model]
+    preprocessor = FeaturePreprocessor.fit(features, columns, config.get("transform", "standard"))
+    net_config = config["net"]
     torch.manual_seed(0)
     network = build_network(net_config, len(columns), N_CLASSES).eval()
     from iomt_ids.data.schema import CLASSES
@@ -397,6 +403,7 @@ def markdown_tables(record: dict) -> str:
                   for row in record["trees"]]
         lines.append("")
     if record.get("end_to_end"):
+        lines += [f"End to end with `{record.get('e2e_model', 'published_cnn')}`:", ""]
         lines += ["| layout | engine | rows | CSV MB | flows/s (median) | flows/s (all runs) | flows per CPU-second "
                   "| peak RSS MiB | plateau RSS MiB |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -424,6 +431,10 @@ def main() -> None:
     parser.add_argument("--layouts", nargs="+", default=["v1", "v2"], help="layouts of the end-to-end runs")
     parser.add_argument("--e2e-repeat", type=int, default=5,
                         help="child processes per end-to-end run; the median flows/s is reported")
+    parser.add_argument("--e2e-model", default="published_cnn", choices=sorted(model_configs()),
+                        help="conf/model variant that the end-to-end runs use (default: published_cnn)")
+    parser.add_argument("--e2e-engines", nargs="+", default=None, choices=("torch", "onnxruntime"),
+                        help="engines of the end-to-end runs (default: torch, and onnxruntime when installed)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (it compiles for minutes)")
     parser.add_argument("--parts", nargs="+", default=["models", "trees", "end-to-end"],
                         choices=["models", "trees", "end-to-end"], help="parts to run")
@@ -457,14 +468,15 @@ def main() -> None:
         rows = v2_classifier.preprocessor.clean(repeat_to(v2_features, 131_072))
         record["trees"] = benchmark_trees(cleaned, v2_classes, rows)
     if "end-to-end" in args.parts:
-        engines = ["torch"] + (["onnxruntime"] if onnxruntime_installed() else [])
+        engines = args.e2e_engines or ["torch"] + (["onnxruntime"] if onnxruntime_installed() else [])
         with tempfile.TemporaryDirectory(prefix="iomt-bench-", dir=args.work_dir) as work:
             work_dir = Path(work)
             record["end_to_end"] = []
+            record["e2e_model"] = args.e2e_model
             for layout in args.layouts:
                 folder = "ciciomt2024-v1-partial" if layout == "v1" else "ciciomt2024-v2-sample"
                 features = v2_features if layout == "v2" else read_rows(args.shared_data / folder, "v1")[0]
-                classifier = fit_classifier(features, layout)
+                classifier = fit_classifier(features, layout, args.e2e_model)
                 classifier.save(work_dir / f"model-{layout}")
                 record["end_to_end"] += benchmark_end_to_end(features, layout, args.e2e_rows, work_dir,
                                                              work_dir / f"model-{layout}", args.threads, engines,
