@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 
 $(BIN)/iomt-ids: requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
-		echo "$(PYTHON) is older than Python 3.11, which the project needs: run make PYTHON=python3.11" >&2; \
+		echo "$(PYTHON) was not found or is older than Python 3.11, which the project needs: run make PYTHON=python3.11" >&2; \
 		exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	# torch first and exactly: a looser pin pulls a multi-GB CUDA build.

@@ -115,6 +115,9 @@ def test_load_params_model_epochs_reach_trainer(overrides, epochs):
     ("model.fine_labels=maybe", "model.fine_labels='maybe'"),
     ("data.split.test_fraction=1.0", "data.split.test_fraction=1.0"),
     ("comparison.seeds=[0,x]", r"comparison.seeds=\[0, 'x'\]"),
+    ("model.net.dropout=1.5", "model.net.dropout=1.5"),
+    ("model.net.dropout=-0.1", "model.net.dropout=-0.1"),
+    ("data.drop_columns=IAT", "expected a list of column names"),
 ])
 def test_load_params_rejects_bad_values(override, message):
     from iomt_ids.config import ConfigError

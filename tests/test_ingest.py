@@ -546,7 +546,7 @@ def test_binary_file_error(tmp_path, content):
 
     assert str(path) in message
     assert "not a" in message
-    assert "remove it from the raw-data folder" in message.lower()
+    assert "remove it from the input folder" in message.lower()
 
 
 def test_binary_after_header_error(tmp_path):
@@ -569,6 +569,17 @@ def test_fake_gzip_error(tmp_path):
 
     assert str(path) in message
     assert "not a readable UTF-8 CSV file" in message
+
+
+def test_gzip_without_gz_suffix_error(tmp_path):
+    raw = tmp_path / "raw"
+    path = write_raw(raw, "Benign_train.pcap.csv", gzip.compress(good_csv(2).encode()))
+
+    message = ingest_error(raw)
+
+    assert str(path) in message
+    assert "gzip-compressed" in message
+    assert "Rename it to Benign_train.pcap.csv.gz" in message
 
 
 def test_html_file_error(tmp_path):

@@ -30,7 +30,8 @@ from iomt_ids.data.preprocessing import FeaturePreprocessor
 from iomt_ids.data.prepared import NON_FEATURE_COLUMNS, read_split
 from iomt_ids.data.schema import V1_COLUMNS, V2_COLUMNS
 from iomt_ids.models.published_cnn import PublishedCNN
-from iomt_ids.serving.commands import format_summary
+from iomt_ids.metrics import classification_metrics
+from iomt_ids.serving.commands import format_metrics, format_summary
 from iomt_ids.serving.flow_classifier import FlowClassifier
 from iomt_ids.serving.predict import load_classifier, predict_captures
 from promoted import CHAMPION_URI, promote_category_model
@@ -368,6 +369,16 @@ def test_evaluate_needs_class_names(tmp_path, classifier):
         predict_captures(classifier, tmp_path / "in", evaluate=True)
 
 
+def test_evaluate_counts_every_unnamed_file(tmp_path, classifier):
+    for name in ("day.csv", "night.csv", "Benign_test.pcap.csv"):
+        write_csv(tmp_path / "in" / name, V2_COLUMNS, random_rows(3))
+    with pytest.raises(DataError) as error:
+        predict_captures(classifier, tmp_path / "in", evaluate=True)
+    message = str(error.value)
+    assert "(and 1 more file(s) like it)" in message
+    assert message.count("day.csv") == 1
+
+
 def test_evaluate_counts_per_class(tmp_path, classifier):
     write_csv(tmp_path / "in" / "Benign_test.pcap.csv", V2_COLUMNS, random_rows(7, seed=2))
     write_csv(tmp_path / "in" / "MQTT-DoS-Connect_Flood3_test.pcap.csv", V2_COLUMNS, random_rows(5, seed=3))
@@ -406,9 +417,16 @@ def test_saved_folder_loads_as_model_uri(tmp_path, classifier):
 def test_missing_model_folder_one_line_error(tmp_path):
     with pytest.raises(DataError) as error:
         load_classifier(str(tmp_path / "no-such-model"))
-    assert "cannot load model" in str(error.value)
-    assert "no-such-model" in str(error.value)
+    assert "no-such-model not found" in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_folder_without_model_files_error(tmp_path):
+    (tmp_path / "captures").mkdir()
+    with pytest.raises(DataError) as error:
+        load_classifier(str(tmp_path / "captures"))
+    assert "neither a saved flow classifier" in str(error.value)
+    assert "no MLmodel file" in str(error.value)
 
 
 def test_unknown_registered_model_error(tmp_path, monkeypatch):
@@ -509,3 +527,28 @@ def test_heap_trimmer_calls_glibc():
     expected = (0, 1) if platform.libc_ver()[0] == "glibc" else (None,)
     assert trim() in expected
     assert trim() in expected
+
+
+def test_evaluate_without_flows_error(tmp_path, classifier):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "Benign_test.pcap.csv").write_text(",".join(V2_COLUMNS) + "\n")
+    with pytest.raises(DataError, match="no flows to evaluate"):
+        predict_captures(classifier, tmp_path / "in", evaluate=True)
+
+
+def test_format_conflicting_with_suffix_error(tmp_path, classifier):
+    write_csv(tmp_path / "in" / "capture.csv", V2_COLUMNS, random_rows(3))
+    with pytest.raises(DataError, match="--format parquet does not match the .csv suffix"):
+        predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv", output_format="parquet")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_metrics_note_names_predicted_only_classes():
+    metrics = classification_metrics(["a", "a", "a"], ["a", "b", "a"], ["a", "b"])
+    printed = format_metrics(metrics)
+    assert "1 predicted class(es) have no true flows in these files (b)" in printed
+
+
+def test_metrics_without_predicted_only_classes_no_note():
+    metrics = classification_metrics(["a", "b"], ["a", "b"], ["a", "b"])
+    assert "no true flows" not in format_metrics(metrics)

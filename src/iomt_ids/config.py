@@ -71,6 +71,7 @@ _VALUE_RULES: tuple[tuple[str, str, bool], ...] = (
     ("model.optimizer.lr", "non_negative", False),
     ("model.optimizer.weight_decay", "non_negative", True),
     ("model.early_stopping_patience", "count", True),
+    ("model.net.dropout", "probability", False),
     ("model.keep_best_epoch", "flag", True),
     ("model.fine_labels", "flag", True),
     ("data.split.val_fraction", "fraction", False),
@@ -85,12 +86,14 @@ _KIND_TEXT = {
     "index": "a whole number of at least 0",
     "number": "a number",
     "non_negative": "a number of at least 0",
+    "probability": "a number from 0 up to but not including 1",
     "fraction": "a number between 0 and 1",
     "flag": "true or false",
 }
 
 # Example values for the error message: by key name where the kind's example would mislead.
-_KIND_EXAMPLES = {"count": "1", "index": "0", "number": "0", "non_negative": "0", "fraction": "0.1", "flag": "true"}
+_KIND_EXAMPLES = {"count": "1", "index": "0", "number": "0", "non_negative": "0", "probability": "0.1",
+                   "fraction": "0.1", "flag": "true"}
 _KEY_EXAMPLES = {"max_epochs": "10", "batch_size": "512", "lr": "0.001"}
 
 
@@ -106,6 +109,8 @@ def _fits(value: object, kind: str) -> bool:
         return True
     if kind == "non_negative":
         return value >= 0
+    if kind == "probability":
+        return 0 <= value < 1
     return 0 < value < 1
 
 
@@ -127,6 +132,12 @@ def check_values(config: DictConfig, source: str) -> None:
                 f"{key}={value!r} in {source} is invalid: expected {_KIND_TEXT[kind]}"
                 f"{' or null' if nullable and kind != 'flag' else ''}, for example {key}={example}."
             )
+    drop_columns = OmegaConf.select(config, "data.drop_columns", default=None)
+    if drop_columns is not None and not (OmegaConf.is_list(drop_columns) or isinstance(drop_columns, list)):
+        raise ConfigError(
+            f"data.drop_columns={drop_columns!r} in {source} is invalid: expected a list of column names, for "
+            f"example data.drop_columns=[IAT]."
+        )
     seeds = OmegaConf.select(config, "comparison.seeds", default=None)
     if seeds is not None and (len(seeds) == 0 or not all(_fits(seed, "index") for seed in seeds)):
         raise ConfigError(

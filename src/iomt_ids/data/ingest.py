@@ -137,6 +137,14 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
+def _starts_with_gzip_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
 def read_header(path: Path) -> list[str] | None:
     """Return the column names of a CSV file, stripped of spaces, or None for an empty file.
 
@@ -149,9 +157,12 @@ def read_header(path: Path) -> list[str] | None:
             if not first_line.strip():
                 later_text = next((line for line in handle if line.strip()), "")
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as error:
+        if not path.name.lower().endswith(".gz") and _starts_with_gzip_magic(path):
+            raise DataError(f"{path}: gzip-compressed, but its name does not end in .gz. Rename it to "
+                            f"{path.name}.gz.") from None
         raise DataError(
             f"{path}: not a readable UTF-8 CSV file ({error}). Replace it with the CSV file "
-            f"of the release or remove it from the raw-data folder."
+            f"of the release or remove it from the input folder."
         ) from None
 
     if later_text:
@@ -162,7 +173,7 @@ def read_header(path: Path) -> list[str] | None:
     if not first_line.strip():
         return None
     if "\x00" in first_line:
-        raise DataError(f"{path}: binary content, not a CSV file. Remove it from the raw-data folder.")
+        raise DataError(f"{path}: binary content, not a CSV file. Remove it from the input folder.")
     return [name.strip() for name in next(csv.reader([first_line]))]
 
 

@@ -154,6 +154,6 @@ def class_from_file_name(path: Path) -> str:
             f"{path}: the file name matches no known class. Release files are named "
             f"'<Class><capture digits>_<train|test>.pcap.csv', for example "
             f"'TCP_IP-DDoS-ICMP3_train.pcap.csv'. Rename the file or move it out of the "
-            f"raw-data folder. Known classes: {', '.join(CLASSES)}"
+            f"input folder. Known classes: {', '.join(CLASSES)}"
         )
     return class_name

@@ -62,7 +62,10 @@ def run_prediction(args: argparse.Namespace, evaluate: bool) -> int:
 
         torch.set_num_threads(args.threads)
     if args.engine == "onnxruntime":
-        classifier.use_onnxruntime(args.threads)
+        try:
+            classifier.use_onnxruntime(args.threads)
+        except ImportError as error:
+            raise DataError(str(error)) from None
 
     summary = predict_captures(
         classifier, args.input, args.output,
@@ -139,10 +142,18 @@ def format_metrics(metrics: dict) -> str:
     )
     matrix = pd.DataFrame(metrics["confusion_matrix"], index=metrics["labels"], columns=metrics["labels"])
 
+    # Like the evaluate stage, macro averages run over every class seen as truth or as prediction.
+    predicted_only = [label for label, scores in metrics["per_class"].items() if scores["support"] == 0]
+    note = []
+    if predicted_only:
+        note = [f"note: {len(predicted_only)} predicted class(es) have no true flows in these files "
+                f"({', '.join(predicted_only)}); macro averages count each of them as F1 0."]
+
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         return "\n\n".join([
             f"accuracy {summary['accuracy']:.4f} on {summary['n_flows']} flows",
             averages.to_string(),
+            *note,
             per_class.to_string(),
             "confusion matrix (rows: true class, columns: predicted class)\n" + matrix.to_string(),
         ])

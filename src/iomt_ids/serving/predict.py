@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -97,6 +98,14 @@ def load_classifier(model_uri: str) -> FlowClassifier:
     local = Path(model_uri)
     if (local / CONFIG_FILE).is_file():
         return FlowClassifier.load(local)
+    # A URI (models:/, runs:/, file://, s3://) goes to MLflow; anything else is a local path.
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", model_uri):
+        if not local.exists():
+            raise DataError(f"model {model_uri} not found: pass an existing classifier folder, an MLflow model "
+                            f"folder or a URI such as models:/iomt-ids-attack@champion.")
+        if not (local / "MLmodel").is_file():
+            raise DataError(f"{model_uri} is neither a saved flow classifier (no {CONFIG_FILE}) nor an MLflow "
+                            f"model (no MLmodel file). Pass the folder that contains one of them.")
 
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -202,13 +211,15 @@ class PredictionWriter:
 
 def output_format_of(path: Path, output_format: str | None = None) -> str:
     """Return the output format: ``output_format`` when given, else from the file suffix."""
-    if output_format:
-        return output_format
     suffix = Path(path).suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return "parquet"
-    if suffix == ".csv":
-        return "csv"
+    by_suffix = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(suffix)
+    if output_format:
+        if by_suffix and by_suffix != output_format:
+            raise DataError(f"--format {output_format} does not match the {suffix} suffix of {path}: rename the "
+                            f"file or drop --format.")
+        return output_format
+    if by_suffix:
+        return by_suffix
     raise DataError(f"output format of {path} is unknown: name the file .csv or .parquet, or pass --format.")
 
 
@@ -330,7 +341,8 @@ def iter_capture(path: Path, name: str, columns: list[str], class_name: str | No
     Raises DataError naming the missing columns when the header lacks one of
     ``columns``, and on the lines ingestion rejects.
     """
-    report = ingest.FileReport(file=name, split="", class_name=class_name or "")
+    # Captures belong to no train/test split, so their rows count under "input" in the reports.
+    report = ingest.FileReport(file=name, split="input", class_name=class_name or "")
     no_flows = np.zeros((0, len(columns)), dtype=np.float32)
     header = ingest.read_header(path)
     if header is None:
@@ -385,13 +397,16 @@ def predict_captures(classifier: FlowClassifier, input_path: Path, output_path: 
     root = input_path if input_path.is_dir() else input_path.parent
 
     class_names: dict[Path, str | None] = {}
+    unnamed: list[tuple[Path, ValueError]] = []
     for path in files:
         try:
             class_names[path] = class_from_file_name(path)
         except ValueError as error:
-            if evaluate:
-                raise DataError(f"cannot evaluate on {path}: {error}") from None
             class_names[path] = None
+            unnamed.append((path, error))
+    if evaluate and unnamed:
+        others = f" (and {len(unnamed) - 1} more file(s) like it)" if len(unnamed) > 1 else ""
+        raise DataError(f"cannot evaluate{others}: {unnamed[0][1]}")
 
     labels = _Confusion(task_labels(classifier.task)) if evaluate else None
     label_index = np.asarray([labels.names.index(name) for name in classifier.class_names]) if labels else None
@@ -438,6 +453,8 @@ def predict_captures(classifier: FlowClassifier, input_path: Path, output_path: 
         if bar is not None:
             bar.close()
 
+    if labels is not None and n_flows == 0:
+        raise DataError(f"no flows to evaluate in {input_path}: every file is empty or has a header line only.")
     seconds = time.perf_counter() - started
     summary = PredictionSummary(model_uri=model_uri, task=classifier.task, files=reports, n_flows=n_flows,
                                 seconds=seconds, metrics=labels.metrics() if labels else None)
