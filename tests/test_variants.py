@@ -51,6 +51,19 @@ def test_variant_learns_every_parameter(name):
     assert no_gradient == []
 
 
+def test_encoding_same_without_autograd():
+    torch.manual_seed(0)
+    encoding = PiecewiseLinearEncoding(n_features=5, n_bins=8, dim=4)
+    features = torch.randn(64, 5) * 2
+
+    with_autograd = encoding(features)
+    with torch.inference_mode():
+        in_place = encoding(features)
+
+    assert with_autograd.requires_grad
+    torch.testing.assert_close(in_place, with_autograd.detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_encoding_starts_with_even_bins():
     encoding = PiecewiseLinearEncoding(n_features=1, n_bins=4, dim=1)
     half_range = math.sqrt(3.0)

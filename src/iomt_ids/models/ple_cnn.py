@@ -45,9 +45,17 @@ class PiecewiseLinearEncoding(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_features, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bins = torch.clamp(x.unsqueeze(-1) * self.slope + self.offset, 0.0, 1.0)
-        embedded = torch.einsum("bft,ftd->bfd", bins, self.projection) + self.bias
-        return torch.relu(embedded).transpose(1, 2)
+        if torch.is_grad_enabled():
+            bins = torch.clamp(x.unsqueeze(-1) * self.slope + self.offset, 0.0, 1.0)
+            embedded = torch.einsum("bft,ftd->bfd", bins, self.projection) + self.bias
+            return torch.relu(embedded).transpose(1, 2)
+        # Without autograd the same values are computed in place, because a fresh (batch, features,
+        # bins) tensor per step costs more than the arithmetic. In place, the encoding alone ran 4.7
+        # times as fast on 2 CPU cores (docs/benchmarks/inference.md).
+        bins = torch.addcmul(self.offset, x.unsqueeze(-1), self.slope).clamp_(0.0, 1.0)
+        embedded = torch.einsum("bft,ftd->bfd", bins, self.projection)
+        embedded += self.bias
+        return embedded.relu_().transpose(1, 2)
 
 
 class PLECNN(EmbeddingCNN):
