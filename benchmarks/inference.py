@@ -190,15 +190,11 @@ def model_configs() -> dict[str, dict]:
     return configs
 
 
-def model_variants() -> dict[str, dict]:
-    return {name: config["net"] for name, config in model_configs().items()}
-
-
 def benchmark_models(scaled: np.ndarray, use_compile: bool) -> list[dict]:
     results = []
-    for name, net_config in model_variants().items():
+    for name, config in model_configs().items():
         torch.manual_seed(0)
-        network = build_network(net_config, scaled.shape[1], N_CLASSES)
+        network = build_network(config["net"], scaled.shape[1], N_CLASSES)
         # torch.compile takes minutes per network on 2 cores, so only the published CNN gets it.
         engines = torch_engines(network, scaled.shape[1], use_compile and name == "published_cnn")
         for engine, predict in engines.items():
