@@ -98,7 +98,7 @@ def load_classifier(model_uri: str) -> FlowClassifier:
     local = Path(model_uri)
     if (local / CONFIG_FILE).is_file():
         return FlowClassifier.load(local)
-    # A URI (models:/, runs:/, file://, s3://) goes to MLflow; anything else is a local path.
+    # A URI (models:/, runs:/, file://, s3://) goes to MLflow, and anything else is a local path.
     if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", model_uri):
         if not local.exists():
             raise DataError(f"model {model_uri} not found: pass an existing classifier folder, an MLflow model "
@@ -397,16 +397,21 @@ def predict_captures(classifier: FlowClassifier, input_path: Path, output_path: 
     root = input_path if input_path.is_dir() else input_path.parent
 
     class_names: dict[Path, str | None] = {}
-    unnamed: list[tuple[Path, ValueError]] = []
+    unnamed: list[Path] = []
+    first_error: ValueError | None = None
     for path in files:
         try:
             class_names[path] = class_from_file_name(path)
         except ValueError as error:
             class_names[path] = None
-            unnamed.append((path, error))
+            unnamed.append(path)
+            first_error = first_error or error
     if evaluate and unnamed:
-        others = f" (and {len(unnamed) - 1} more file(s) like it)" if len(unnamed) > 1 else ""
-        raise DataError(f"cannot evaluate{others}: {unnamed[0][1]}")
+        others = ""
+        if len(unnamed) > 1:
+            others = (f" {len(unnamed) - 1} more file(s) name no known class either: "
+                      f"{', '.join(path.name for path in unnamed[1:4])}{', ...' if len(unnamed) > 4 else ''}.")
+        raise DataError(f"cannot evaluate: {first_error}.{others}")
 
     labels = _Confusion(task_labels(classifier.task)) if evaluate else None
     label_index = np.asarray([labels.names.index(name) for name in classifier.class_names]) if labels else None
