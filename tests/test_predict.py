@@ -33,7 +33,7 @@ from iomt_ids.models.published_cnn import PublishedCNN
 from iomt_ids.metrics import classification_metrics
 from iomt_ids.serving.commands import format_metrics, format_summary
 from iomt_ids.serving.flow_classifier import FlowClassifier
-from iomt_ids.serving.predict import load_classifier, predict_captures
+from iomt_ids.serving.predict import _line_blocks, load_classifier, predict_captures
 from promoted import CHAMPION_URI, promote_category_model
 
 CLASS_NAMES = ["Benign", "Spoofing", "MQTT", "Recon", "DDoS", "DoS"]
@@ -138,6 +138,35 @@ def test_small_blocks_same_predictions(tmp_path, classifier):
     whole = pd.read_csv(tmp_path / "whole.csv")
     blocks = pd.read_csv(tmp_path / "blocks.csv")
     pd.testing.assert_frame_equal(whole, blocks)
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+@pytest.mark.parametrize("block_size", [100, 3000])
+def test_line_blocks_keep_every_row(tmp_path, classifier, line_end, suffix, block_size):
+    # 100 bytes is shorter than one row (about 400 bytes), and 3,000 bytes contain several rows.
+    rows = random_rows(40)
+    text = line_end.join([",".join(V2_COLUMNS), *rows, "", ""])
+    path = tmp_path / "in" / f"capture{suffix}"
+    path.parent.mkdir()
+    path.write_bytes(gzip.compress(text.encode()) if suffix.endswith(".gz") else text.encode())
+
+    blocks = list(_line_blocks(path, block_size))
+    summary = predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv", block_size=block_size)
+
+    # A "\r\n" may be cut in two, which leaves an empty line that pyarrow skips.
+    assert [line for line in b"".join(blocks).decode().splitlines() if line] == rows
+    assert all(block.endswith((b"\n", b"\r")) for block in blocks)
+    assert len(blocks) > 1
+    assert summary.n_flows == 40
+    written = pd.read_csv(tmp_path / "out.csv")
+    assert list(written["row"]) == list(range(1, 41))
+    assert list(written["predicted_class"]) == list(expected_predictions(classifier, rows)["predicted_class"])
+
+
+def test_line_blocks_last_line_without_end(tmp_path):
+    path = write_csv(tmp_path / "capture.csv", ["a", "b"], ["1,2", "3,4"], trailing_newline=False)
+    assert list(_line_blocks(path, 4)) == [b"1,2\n", b"3,4"]
 
 
 def test_folder_nested_gzip_shuffled(tmp_path, classifier):

@@ -6,8 +6,8 @@ either column layout). Output is one row per flow: ``source_file``, ``row``
 ``predicted_class``, ``probability`` and, on request, ``probability_<class>``
 for every class, written as CSV or parquet.
 
-Rows are read with pyarrow's streaming CSV reader, so memory follows the
-block size and not the input size. The cell policy and the row accounting are
+Files are read in blocks of whole lines, and pyarrow parses one block at a time
+without reading ahead, so memory follows the block size and not the input size. The cell policy and the row accounting are
 those of ingestion (``iomt_ids.data.ingest``): ``inf``, ``-inf``, NaN, empty
 cells and float32 overflows are kept, counted per file and column, and
 replaced by the model's fitted preprocessing. When the stream meets any other
@@ -46,12 +46,12 @@ from iomt_ids.serving.flow_classifier import CONFIG_FILE, FlowClassifier
 
 logger = logging.getLogger(__name__)
 
-# Bytes of CSV text that pyarrow parses per block. One block becomes one
-# batch of flows, so this bounds the memory of a batch: a 4 MiB block of v1
-# rows (about 190 bytes each) is about 22,000 flows.
-# pyarrow's reader also reads ahead on background threads. Its memory pool peaked at about
-# 45 blocks (180 MiB for 4 MiB blocks) on files of 3.2 and 6.4 million v1 rows, and a
-# smaller file is read ahead whole (measured, docs/benchmarks/inference.md).
+# Bytes of CSV text read and parsed per block. One block becomes one batch of
+# flows, so this bounds the memory of a batch: a 4 MiB block of v1 rows (about
+# 190 bytes each) is about 22,000 flows. Blocks are cut at line ends and parsed
+# one at a time. pyarrow's streaming reader (open_csv) read up to about 45 blocks
+# ahead on background threads, with or without use_threads, so its memory grew with
+# the file up to about 180 MiB (docs/benchmarks/inference.md).
 DEFAULT_BLOCK_SIZE = 4 << 20
 
 # Flows per forward pass. The activations of the published CNN take about
@@ -257,6 +257,32 @@ class _NeedsFullRead(Exception):
     """The stream met a line that ingestion's whole-file reader must judge."""
 
 
+def _line_blocks(path: Path, block_size: int) -> Iterator[bytes]:
+    """Yield the bytes of ``path`` after its header line in blocks of whole lines.
+
+    A block contains about ``block_size`` bytes, more when a line is longer. A
+    ``.gz`` name is decompressed, as ingestion does.
+    """
+    compression = "gzip" if path.name.lower().endswith(".gz") else None
+    with pa.input_stream(str(path), compression=compression) as stream:
+        pending = b""
+        header_left = True
+        while chunk := stream.read(block_size):
+            pending += chunk
+            if header_left:
+                ends = [index for index in (pending.find(b"\n"), pending.find(b"\r")) if index >= 0]
+                if not ends:
+                    continue
+                pending, header_left = pending[min(ends) + 1:], False
+            # pyarrow also ends a line at a lone "\r". A "\r\n" cut in two leaves an empty line, which it skips.
+            cut = max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1
+            if cut:
+                yield pending[:cut]
+                pending = pending[cut:]
+        if pending and not header_left:
+            yield pending
+
+
 def _stream_features(path: Path, header: list[str], columns: list[str], report: ingest.FileReport,
                      block_size: int) -> Iterator[np.ndarray]:
     """Yield float32 (n_flows, n_features) blocks of a clean file, columns in ``columns`` order.
@@ -269,34 +295,33 @@ def _stream_features(path: Path, header: list[str], columns: list[str], report: 
         invalid_rows.append(row)
         return "skip"
 
+    read_options = pacsv.ReadOptions(column_names=header)
+    parse_options = pacsv.ParseOptions(invalid_row_handler=keep_invalid)
+    convert_options = pacsv.ConvertOptions(
+        include_columns=columns,
+        column_types={column: pa.float64() for column in columns},
+        strings_can_be_null=True,
+    )
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(skip_rows=1, column_names=header, block_size=block_size),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=columns,
-                column_types={column: pa.float64() for column in columns},
-                strings_can_be_null=True,
-            ),
-        )
-        for batch in reader:
+        for text in _line_blocks(path, block_size):
+            if not text.strip():
+                continue
+            table = pacsv.read_csv(pa.py_buffer(text), read_options=read_options, parse_options=parse_options,
+                                   convert_options=convert_options)
             if invalid_rows:
                 raise _NeedsFullRead()
-            values64 = np.column_stack([batch.column(column).to_numpy(zero_copy_only=False)
-                                        for column in columns]) if batch.num_rows else \
-                np.zeros((0, len(columns)))
+            if not table.num_rows:
+                continue
+            values64 = np.column_stack([table.column(column).to_numpy() for column in columns])
             # Overflow to inf is expected here and counted as float32_overflow.
             with np.errstate(over="ignore"):
                 values32 = values64.astype(np.float32)
             _count_nonfinite(report, columns, values64, values32)
-            report.rows_read += batch.num_rows
-            report.rows_kept += batch.num_rows
+            report.rows_read += table.num_rows
+            report.rows_kept += table.num_rows
             yield values32
     except pa.ArrowInvalid:
         raise _NeedsFullRead() from None
-    if invalid_rows:
-        raise _NeedsFullRead()
 
 
 def _read_whole_file(path: Path, header: list[str], columns: list[str], class_name: str | None,
@@ -369,6 +394,8 @@ def iter_capture(path: Path, name: str, columns: list[str], class_name: str | No
         for block in _stream_features(path, header, columns, report, block_size):
             done += len(block)
             yield block, report
+        if not done:
+            yield no_flows, report
     except _NeedsFullRead:
         logger.info("%s: irregular lines, reading the whole file with the ingestion rules", path)
         features, full_report = _read_whole_file(path, header, columns, class_name)
