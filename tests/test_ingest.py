@@ -377,14 +377,18 @@ def test_nested_folders_read(tmp_path):
     assert set(table.loc[table["class"] == "MQTT-Malformed_Data", "source_split"]) == {"test"}
 
 
-def test_empty_file_reported(tmp_path):
+def test_empty_file_reported(tmp_path, caplog):
     raw = tmp_path / "raw"
     write_raw(raw, "Benign_train.pcap.csv", good_csv(2))
-    write_raw(raw, "ARP_Spoofing_train.pcap.csv", b"")
+    path = write_raw(raw, "ARP_Spoofing_train.pcap.csv", b"")
 
-    report, table = run_ingest(raw)
+    with caplog.at_level(logging.WARNING, logger="iomt_ids.data.ingest"):
+        report, table = run_ingest(raw)
     empty = next(r for r in report.files if r.class_name == "ARP_Spoofing")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
+    assert warnings == [f"{path}: empty file, so class ARP_Spoofing gets no flows from this file. "
+                        f"Replace it with the release file or remove it."]
     assert empty.empty
     assert empty.rows_read == 0
     assert empty.rows_kept == 0

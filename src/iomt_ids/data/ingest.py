@@ -409,7 +409,8 @@ def _load_file(raw_file: RawFile, header: list[str] | None, layout: str, raw_dir
     A None header marks an empty file. Runs in worker threads: it touches no shared state.
     """
     if header is None:
-        logger.warning("%s: empty file, no rows", raw_file.path)
+        logger.warning("%s: empty file, so class %s gets no flows from this file. Replace it with the "
+                       "release file or remove it.", raw_file.path, raw_file.class_name)
         report = FileReport(file=raw_file.path.relative_to(raw_dir).as_posix(), split=raw_file.split,
                             class_name=raw_file.class_name, empty=True)
         return _LoadedFile(raw_file, report, {}, None, {})
