@@ -144,8 +144,9 @@ def test_compose_bad_value_keeps_params(tmp_path):
     assert params.read_text() == "seed: 1\n"
 
 
-@pytest.mark.parametrize("option", [["--threads", "-1"], ["--block-size", "0"], ["--threads", "two"]])
-def test_predict_rejects_counts_below_one(tmp_path, option, capsys):
+@pytest.mark.parametrize("option", [["--threads", "-1"], ["--block-size", "0"], ["--threads", "two"],
+                                    ["--block-size", str((1 << 30) + 1)], ["--block-size", "9" * 20]])
+def test_predict_rejects_invalid_counts(tmp_path, option, capsys):
     from iomt_ids import cli
 
     with pytest.raises(SystemExit) as stopped:

@@ -396,6 +396,17 @@ def test_empty_file_reported(tmp_path, caplog):
     assert_accounting(report)
 
 
+def test_truncated_gzip_error(tmp_path):
+    raw = tmp_path / "raw"
+    data = gzip.compress(good_csv(2000).encode())
+    path = write_raw(raw, "Benign_train.pcap.csv.gz", data[: len(data) // 2])
+
+    message = ingest_error(raw)
+
+    assert message.startswith(f"{path}: damaged gzip data")
+    assert "Copy the file again" in message
+
+
 def test_only_empty_files_error(tmp_path):
     raw = tmp_path / "raw"
     write_raw(raw, "Benign_train.pcap.csv", b"")

@@ -337,6 +337,54 @@ def test_bad_cell_error_leaves_no_output(tmp_path, classifier):
     assert not (tmp_path / "out.csv.partial").exists()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped_byte"])
+def test_damaged_gzip_error(tmp_path, classifier, damage):
+    text = "\n".join([",".join(V2_COLUMNS), *random_rows(300)]) + "\n"
+    data = bytearray(gzip.compress(text.encode()))
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    path = tmp_path / "in" / "capture.csv.gz"
+    path.parent.mkdir()
+    path.write_bytes(bytes(data))
+
+    message = predict_error(classifier, tmp_path / "in")
+
+    assert message.startswith(f"{path}: damaged gzip data")
+    assert "Copy the file again" in message
+    assert not (tmp_path / "in" / "out.csv.partial").exists()
+
+
+def test_upper_case_gzip_irregular_lines(tmp_path, classifier):
+    rows = random_rows(20)
+    text = "\n".join([",".join(V2_COLUMNS), *rows[:10], ",".join(V2_COLUMNS), *rows[10:]]) + "\n"
+    path = tmp_path / "in" / "CAPTURE.CSV.GZ"
+    path.parent.mkdir()
+    path.write_bytes(gzip.compress(text.encode()))
+
+    summary = predict_captures(classifier, tmp_path / "in", tmp_path / "out.csv")
+
+    written = pd.read_csv(tmp_path / "out.csv")
+    assert summary.n_flows == 20
+    assert summary.files[0].rows_dropped == {"repeated_header": 1}
+    assert list(written["predicted_class"]) == list(expected_predictions(classifier, rows)["predicted_class"])
+
+
+@pytest.mark.parametrize("block_is_file", [False, True], ids=["default_block", "block_of_file_size"])
+def test_spaces_line_error_any_block_size(tmp_path, classifier, block_is_file):
+    path = write_csv(tmp_path / "in" / "capture.csv", V2_COLUMNS, random_rows(5))
+    # A block as long as the clean file leaves the line of spaces alone in the last block.
+    block_size = path.stat().st_size if block_is_file else 4 << 20
+    with path.open("a") as handle:
+        handle.write("   \n")
+
+    with pytest.raises(DataError) as error:
+        predict_captures(classifier, tmp_path / "in", block_size=block_size)
+
+    assert "line 7" in str(error.value)
+
+
 def test_empty_file_reported(tmp_path, classifier, caplog):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "empty.csv").write_text("")

@@ -156,6 +156,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# A block is held in memory whole, so a ceiling stops a typo from requesting terabytes.
+MAX_BLOCK_SIZE = 1 << 30
+
+
+def _block_size(text: str) -> int:
+    """Parse --block-size, a whole number of bytes from 1 to MAX_BLOCK_SIZE."""
+    value = _positive_int(text)
+    if value > MAX_BLOCK_SIZE:
+        raise argparse.ArgumentTypeError(f"{value} is invalid: expected at most {MAX_BLOCK_SIZE} bytes (1 GiB)")
+    return value
+
+
 def _add_prediction_arguments(stage: argparse.ArgumentParser) -> None:
     stage.add_argument("input", type=Path, help="a flow CSV file (.csv or .csv.gz) or a folder of them")
     stage.add_argument("--task", choices=TASKS, default=None,
@@ -166,8 +178,8 @@ def _add_prediction_arguments(stage: argparse.ArgumentParser) -> None:
                        help="output format (default: from the --output suffix)")
     stage.add_argument("--all-probabilities", action="store_true",
                        help="add a probability_<class> column for every class")
-    stage.add_argument("--block-size", type=_positive_int, default=None,
-                       help="bytes of CSV read per block; bounds memory (default: 4 MiB)")
+    stage.add_argument("--block-size", type=_block_size, default=None,
+                       help="bytes of CSV read per block, at most 1 GiB; bounds memory (default: 4 MiB)")
     stage.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     stage.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
                        help="run the network with PyTorch or with ONNX Runtime (needs onnxruntime; default: torch)")

@@ -131,8 +131,27 @@ def _csv_files_outside_splits(raw_dir: Path) -> list[Path]:
     )
 
 
+def is_gzip_name(path: Path) -> bool:
+    """Tell whether a file name ends in .gz, in any case, which marks gzip content."""
+    return path.name.lower().endswith(".gz")
+
+
+def open_input_stream(path: Path) -> pa.NativeFile:
+    """Open a CSV file for pyarrow, decompressing a .gz name in any case.
+
+    pyarrow's own detection does not recognise an upper-case ``.GZ``.
+    """
+    return pa.input_stream(str(path), compression="gzip" if is_gzip_name(path) else None)
+
+
+def damaged_gzip_error(path: Path, error: Exception) -> DataError:
+    """Build the error for a .gz file whose compressed data ends early or fails its check."""
+    return DataError(f"{path}: damaged gzip data ({error}), for example a copy cut short. Copy the file "
+                     f"again from its source.")
+
+
 def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+    raw = gzip.open(path, "rb") if is_gzip_name(path) else open(path, "rb")
     # utf-8-sig drops a byte-order mark; newline="" lets csv handle CRLF.
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
@@ -157,7 +176,7 @@ def read_header(path: Path) -> list[str] | None:
             if not first_line.strip():
                 later_text = next((line for line in handle if line.strip()), "")
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as error:
-        if not path.name.lower().endswith(".gz") and _starts_with_gzip_magic(path):
+        if not is_gzip_name(path) and _starts_with_gzip_magic(path):
             raise DataError(f"{path}: gzip-compressed, but its name does not end in .gz. Rename it to "
                             f"{path.name}.gz.") from None
         raise DataError(
@@ -213,16 +232,22 @@ def _read_csv(
         invalid_rows.append(row)
         return "skip"
 
-    table = pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(skip_rows=1, column_names=header),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=list(columns),
-            column_types={column: column_type for column in columns},
-            strings_can_be_null=True,
-        ),
-    )
+    try:
+        with open_input_stream(path) as stream:
+            table = pacsv.read_csv(
+                stream,
+                read_options=pacsv.ReadOptions(skip_rows=1, column_names=header),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=list(columns),
+                    column_types={column: column_type for column in columns},
+                    strings_can_be_null=True,
+                ),
+            )
+    except OSError as error:
+        if is_gzip_name(path):
+            raise damaged_gzip_error(path, error) from None
+        raise
     return table, invalid_rows
 
 
@@ -238,7 +263,7 @@ def _read_table(path: Path, header: list[str], columns: tuple[str, ...]) -> tupl
         if "conversion error" not in str(error):
             raise DataError(
                 f"{path}: not readable as CSV ({error}). Replace it with the CSV file of the "
-                f"release or remove it from the raw-data folder."
+                f"release or remove it from the input folder."
             ) from None
 
     # A repeated header or a bad cell: read text, so the caller can tell them apart.
@@ -247,7 +272,7 @@ def _read_table(path: Path, header: list[str], columns: tuple[str, ...]) -> tupl
     except pa.ArrowInvalid as error:
         raise DataError(
             f"{path}: not readable as UTF-8 CSV ({error}). Replace it with the CSV file of the "
-            f"release or remove it from the raw-data folder."
+            f"release or remove it from the input folder."
         ) from None
     return table, invalid_rows, True
 
