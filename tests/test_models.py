@@ -149,16 +149,33 @@ def test_cnn_published_structure(n_features, n_classes):
 
     assert describe_layers(model) == [
         ("Conv1d", 1, 32, 3, 1, 0),
-        ("ReLU",),
         ("MaxPool1d", 2),
+        ("ReLU",),
         ("Conv1d", 32, 64, 3, 1, 0),
-        ("ReLU",),
         ("MaxPool1d", 2),
+        ("ReLU",),
         ("Flatten",),
         ("Linear", 64 * length, 128),
         ("ReLU",),
         ("Linear", 128, n_classes),
     ]
+
+
+@pytest.mark.parametrize("n_features", [39, 45, 12])
+def test_cnn_pool_first_same_as_published(n_features):
+    torch.manual_seed(0)
+    model = PublishedCNN(n_features=n_features, n_classes=6)
+    conv1, pool1, relu1, conv2, pool2, relu2 = model.features
+    published = nn.Sequential(conv1, relu1, pool1, conv2, relu2, pool2)
+    flows = torch.randn(64, n_features)
+
+    logits = model(flows)
+    reference = model.classifier(published(flows.unsqueeze(1)))
+    gradient = torch.autograd.grad(logits.sum(), conv1.weight)[0]
+    reference_gradient = torch.autograd.grad(reference.sum(), conv1.weight)[0]
+
+    assert torch.equal(logits, reference)
+    assert torch.equal(gradient, reference_gradient)
 
 
 @pytest.mark.parametrize(("n_features", "n_classes"), [(39, 19), (45, 6), (10, 2)])

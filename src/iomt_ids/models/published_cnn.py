@@ -14,6 +14,10 @@ class PublishedCNN(nn.Module):
     ReLU, Dense(n_classes). Convolutions use no padding ("valid"), and the
     output is logits (softmax lives in the cross-entropy loss).
 
+    Each block applies MaxPool before ReLU. ReLU is non-decreasing, so it
+    commutes with taking a maximum and the output is the published order's,
+    while ReLU runs on half as many values.
+
     Input: float32 (batch, n_features). Output: float32 (batch, n_classes).
     """
 
@@ -23,7 +27,7 @@ class PublishedCNN(nn.Module):
         layers: list[nn.Module] = []
         in_channels, length = 1, n_features
         for out_channels in conv_channels:
-            layers += [nn.Conv1d(in_channels, out_channels, kernel_size), nn.ReLU(), nn.MaxPool1d(pool_size)]
+            layers += [nn.Conv1d(in_channels, out_channels, kernel_size), nn.MaxPool1d(pool_size), nn.ReLU()]
             in_channels = out_channels
             length = (length - kernel_size + 1) // pool_size
         if length < 1:
