@@ -7,8 +7,9 @@ either column layout). Output is one row per flow: ``source_file``, ``row``
 for every class, written as CSV or parquet.
 
 Files are read in blocks of whole lines, and pyarrow parses one block at a time
-without reading ahead, so memory follows the block size and not the input size. The cell policy and the row accounting are
-those of ingestion (``iomt_ids.data.ingest``): ``inf``, ``-inf``, NaN, empty
+without reading ahead, so memory follows the block size and not the input size.
+The cell policy and the row accounting are those of ingestion
+(``iomt_ids.data.ingest``): ``inf``, ``-inf``, NaN, empty
 cells and float32 overflows are kept, counted per file and column, and
 replaced by the model's fitted preprocessing. When the stream meets any other
 line (a repeated header, a cell that is not a number, a wrong field count),
