@@ -44,6 +44,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,22 +133,28 @@ def _csv_files_outside_splits(raw_dir: Path) -> list[Path]:
 
 
 def is_gzip_name(path: Path) -> bool:
-    """Tell whether a file name ends in .gz, in any case, which marks gzip content."""
+    """Return whether the file name ends in .gz, in any letter case, which marks gzip content."""
     return path.name.lower().endswith(".gz")
 
 
 def open_input_stream(path: Path) -> pa.NativeFile:
-    """Open a CSV file for pyarrow, decompressing a .gz name in any case.
+    """Open a CSV file for pyarrow, decompressing a .gz name in any letter case.
 
     pyarrow's own detection does not recognise an upper-case ``.GZ``.
     """
     return pa.input_stream(str(path), compression="gzip" if is_gzip_name(path) else None)
 
 
-def damaged_gzip_error(path: Path, error: Exception) -> DataError:
-    """Build the error for a .gz file whose compressed data ends early or fails its check."""
-    return DataError(f"{path}: damaged gzip data ({error}), for example a copy cut short. Copy the file "
-                     f"again from its source.")
+@contextmanager
+def gzip_errors_as_data_errors(path: Path) -> Iterator[None]:
+    """Turn the OSError of damaged gzip data (cut short or failing its check) into a DataError."""
+    try:
+        yield
+    except OSError as error:
+        if not is_gzip_name(path):
+            raise
+        raise DataError(f"{path}: damaged gzip data ({error}), for example a copy cut short. Copy the "
+                        f"file again from its source.") from None
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -232,22 +239,17 @@ def _read_csv(
         invalid_rows.append(row)
         return "skip"
 
-    try:
-        with open_input_stream(path) as stream:
-            table = pacsv.read_csv(
-                stream,
-                read_options=pacsv.ReadOptions(skip_rows=1, column_names=header),
-                parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
-                convert_options=pacsv.ConvertOptions(
-                    include_columns=list(columns),
-                    column_types={column: column_type for column in columns},
-                    strings_can_be_null=True,
-                ),
-            )
-    except OSError as error:
-        if is_gzip_name(path):
-            raise damaged_gzip_error(path, error) from None
-        raise
+    with gzip_errors_as_data_errors(path), open_input_stream(path) as stream:
+        table = pacsv.read_csv(
+            stream,
+            read_options=pacsv.ReadOptions(skip_rows=1, column_names=header),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=keep_invalid),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(columns),
+                column_types={column: column_type for column in columns},
+                strings_can_be_null=True,
+            ),
+        )
     return table, invalid_rows
 
 

@@ -258,26 +258,16 @@ class _NeedsFullRead(Exception):
     """The stream met a line that ingestion's whole-file reader must judge."""
 
 
-def _read_bytes(path: Path, stream: pa.NativeFile, size: int) -> bytes:
-    """Read up to ``size`` bytes, raising DataError for damaged gzip data."""
-    try:
-        return stream.read(size)
-    except OSError as error:
-        if ingest.is_gzip_name(path):
-            raise ingest.damaged_gzip_error(path, error) from None
-        raise
-
-
 def _line_blocks(path: Path, block_size: int) -> Iterator[bytes]:
     """Yield the bytes of ``path`` after its header line in blocks of whole lines.
 
     A block contains about ``block_size`` bytes, more when a line is longer. A
     ``.gz`` name is decompressed, as ingestion does.
     """
-    with ingest.open_input_stream(path) as stream:
+    with ingest.gzip_errors_as_data_errors(path), ingest.open_input_stream(path) as stream:
         pending = b""
         header_left = True
-        while chunk := _read_bytes(path, stream, block_size):
+        while chunk := stream.read(block_size):
             pending += chunk
             if header_left:
                 ends = [index for index in (pending.find(b"\n"), pending.find(b"\r")) if index >= 0]
@@ -314,9 +304,7 @@ def _stream_features(path: Path, header: list[str], columns: list[str], report: 
     )
     try:
         for text in _line_blocks(path, block_size):
-            # Only line ends: nothing to parse. A line of spaces is left to pyarrow, as with any block size.
-            if not text.strip(b"\r\n"):
-                continue
+            # A block of empty lines gives a table without rows, and a line of spaces is an invalid row.
             table = pacsv.read_csv(pa.py_buffer(text), read_options=read_options, parse_options=parse_options,
                                    convert_options=convert_options)
             if invalid_rows:
