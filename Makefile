@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: run compare test ui params sweep download benchmark-prepare benchmark-inference test-serving clean-venv
+.PHONY: venv run compare test ui params sweep download benchmark-prepare benchmark-inference test-serving clean-venv
 
 $(BIN)/iomt-ids: requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -21,6 +21,8 @@ $(BIN)/iomt-ids: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+venv: $(BIN)/iomt-ids  ## Create .venv only, for commands run from the activated virtualenv
 
 run: $(BIN)/iomt-ids  ## Train, evaluate and promote the three tasks' models on data/raw
 	@raw=$$($(BIN)/python -c "from omegaconf import OmegaConf; print(OmegaConf.load('params.yaml').data.raw_dir)"); \
