@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from iomt_ids.data.schema import LAYOUTS
-from iomt_ids.models.ple_cnn import PLECNN, PiecewiseLinearEncoding
+from iomt_ids.models.ple_cnn import PLECNN, PiecewiseLinearEncoding, tree_bin_edges
 from iomt_ids.pipeline import train
 from iomt_ids.serving.flow_classifier import FlowClassifier, build_network
 from synthetic import prepared_project, project_config
@@ -64,19 +65,21 @@ def test_encoding_same_without_autograd():
     torch.testing.assert_close(in_place, with_autograd.detach(), rtol=1e-5, atol=1e-6)
 
 
+def encoded_bins(encoding: PiecewiseLinearEncoding, value: float) -> list[float]:
+    """Return the bin values of ``value`` for the encoding's first feature."""
+    x = torch.tensor([[value]])
+    return torch.clamp(x.unsqueeze(-1) * encoding.slope + encoding.offset, 0, 1)[0, 0].tolist()
+
+
 def test_encoding_starts_with_even_bins():
     encoding = PiecewiseLinearEncoding(n_features=1, n_bins=4, dim=1)
     half_range = math.sqrt(3.0)
     width = 2 * half_range / 4
 
-    def bins(value: float) -> list[float]:
-        x = torch.tensor([[value]])
-        return torch.clamp(x.unsqueeze(-1) * encoding.slope + encoding.offset, 0, 1)[0, 0].tolist()
-
-    assert bins(-half_range - 1) == [0, 0, 0, 0]
-    assert bins(half_range + 1) == [1, 1, 1, 1]
+    assert encoded_bins(encoding, -half_range - 1) == [0, 0, 0, 0]
+    assert encoded_bins(encoding, half_range + 1) == [1, 1, 1, 1]
     # Halfway through the second bin: the first is full, the second half full, the rest empty.
-    assert bins(-half_range + 1.5 * width) == pytest.approx([1, 0.5, 0, 0], abs=1e-6)
+    assert encoded_bins(encoding, -half_range + 1.5 * width) == pytest.approx([1, 0.5, 0, 0], abs=1e-6)
 
 
 def test_encoding_separates_values_in_one_bin():
@@ -88,6 +91,69 @@ def test_encoding_separates_values_in_one_bin():
     assert low.shape == (1, 4, 3)
     assert not torch.equal(low[:, :, 0], high[:, :, 0])
     assert torch.equal(low[:, :, 1:], high[:, :, 1:])
+
+
+def test_place_edges_moves_bins():
+    encoding = PiecewiseLinearEncoding(n_features=1, n_bins=2, dim=1)
+
+    encoding.place_edges(torch.tensor([[-1.0, 0.0, 2.0]]))
+
+    assert encoded_bins(encoding, -1.0) == pytest.approx([0, 0])
+    assert encoded_bins(encoding, 0.0) == pytest.approx([1, 0])
+    assert encoded_bins(encoding, 1.0) == pytest.approx([1, 0.5])
+
+
+def test_place_edges_rejects_unordered_edges():
+    encoding = PiecewiseLinearEncoding(n_features=1, n_bins=2, dim=1)
+
+    with pytest.raises(ValueError, match="edges must increase strictly"):
+        encoding.place_edges(torch.tensor([[0.0, -1.0, 2.0]]))
+
+
+def test_place_edges_rejects_wrong_shape():
+    encoding = PiecewiseLinearEncoding(n_features=2, n_bins=2, dim=1)
+
+    with pytest.raises(ValueError, match=r"\(n_features, n_bins \+ 1\) = \(2, 3\), got \(1, 3\)"):
+        encoding.place_edges(torch.tensor([[-1.0, 0.0, 2.0]]))
+
+
+def test_tree_edges_split_where_class_changes():
+    values = np.linspace(-1.5, 1.5, 400, dtype=np.float32)
+    labels = (values > 0.5).astype(np.int64)
+
+    edges = tree_bin_edges(values.reshape(-1, 1), labels, n_bins=2)
+
+    assert edges.shape == (1, 3)
+    assert edges[0, 1] == pytest.approx(0.5, abs=0.01)
+    assert edges[0, 0] == pytest.approx(-math.sqrt(3.0))
+    assert edges[0, 2] == pytest.approx(math.sqrt(3.0))
+
+
+def test_tree_edges_spread_evenly_without_splits():
+    # A constant feature gives the tree nothing to split, so its bins are halved into even widths.
+    features = np.zeros((100, 1), dtype=np.float32)
+    labels = np.arange(100) % 2
+
+    edges = tree_bin_edges(features, labels, n_bins=4)
+
+    half_range = math.sqrt(3.0)
+    assert edges[0] == pytest.approx([-half_range, -half_range / 2, 0.0, half_range / 2, half_range], abs=1e-6)
+
+
+def test_tree_edges_increase_per_feature():
+    rng = np.random.default_rng(0)
+    features = rng.uniform(-1.7, 1.7, size=(2_000, 3)).astype(np.float32)
+    labels = rng.integers(0, 4, size=2_000)
+
+    edges = tree_bin_edges(features, labels, n_bins=16, max_flows=500)
+
+    assert edges.shape == (3, 17)
+    assert (np.diff(edges, axis=1) > 0).all()
+
+
+def test_tree_edges_reject_label_count_mismatch():
+    with pytest.raises(ValueError, match="got features \\(10, 2\\) and 9 labels"):
+        tree_bin_edges(np.zeros((10, 2), dtype=np.float32), np.zeros(9, dtype=np.int64), n_bins=4)
 
 
 def test_ple_cnn_rejects_even_kernel():
@@ -122,6 +188,41 @@ def test_variant_trains_and_saves(variants_project, tmp_path, model, overrides):
     restored = FlowClassifier.load(result.model_dir)
     assert restored.net_config["_target_"] == cfg.model.net._target_
     assert restored.preprocessor.transform_name == cfg.model.transform
+
+
+@pytest.mark.slow
+def test_tree_bin_init_places_bins_before_training(variants_project, tmp_path):
+    from iomt_ids.data.prepared import encode, feature_columns, read_split, task_targets
+
+    # A learning rate of 0 keeps the initial weights, so the trained bins are where training started.
+    cfg = project_config(variants_project, "model=ple_cnn_tree", f"paths.models_dir={tmp_path}/models",
+                         "model.batch_size=32", "trainer.max_epochs=1", "model.optimizer.lr=0")
+
+    classifier = train.train_task(cfg, "attack", save=False).classifier
+
+    train_flows = read_split(variants_project / "prepared" / "train.parquet")
+    features = classifier.preprocessor.transform(train_flows[feature_columns(train_flows)].to_numpy(dtype=np.float32))
+    labels = encode(task_targets(train_flows, "attack"), classifier.class_names)
+    expected = PiecewiseLinearEncoding(features.shape[1], cfg.model.net.n_bins, 1)
+    expected.place_edges(torch.from_numpy(tree_bin_edges(features, labels, cfg.model.net.n_bins, seed=cfg.seed)))
+    torch.testing.assert_close(classifier.network.embedding.slope, expected.slope)
+    torch.testing.assert_close(classifier.network.embedding.offset, expected.offset)
+
+
+def test_tree_bin_init_needs_an_encoding(variants_project, tmp_path):
+    cfg = project_config(variants_project, "model=published_cnn", "+model.bin_init=tree",
+                         f"paths.models_dir={tmp_path}/models")
+
+    with pytest.raises(ValueError, match="model 'published_cnn' has none; set model.bin_init=uniform"):
+        train.train_task(cfg, "attack", save=False)
+
+
+def test_unknown_bin_init_rejected(variants_project, tmp_path):
+    cfg = project_config(variants_project, "model=ple_cnn_tree", "model.bin_init=quantiles",
+                         f"paths.models_dir={tmp_path}/models")
+
+    with pytest.raises(ValueError, match="model.bin_init is 'quantiles'; expected one of uniform, tree"):
+        train.train_task(cfg, "attack", save=False)
 
 
 def test_unknown_scheduler_rejected():

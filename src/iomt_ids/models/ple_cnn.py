@@ -8,19 +8,26 @@ advanced through the t-th interval of its range (0 below it, 1 above it,
 linear inside). The interval edges are learned per feature. A per-feature
 projection maps the bins to ``embedding_dim`` channels, and the layers of
 ``EmbeddingCNN`` (residual convolutions along the feature axis) follow.
+
+The edges start evenly spaced, or, with ``tree_bin_edges``, where a decision
+tree fitted on each feature alone splits the training classes.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from sklearn.tree import DecisionTreeClassifier
 from torch import nn
 
 from iomt_ids.models.embedding_cnn import EmbeddingCNN
 
 # A rank uniform on [0, 1], standardised, spans [-sqrt(3), sqrt(3)].
 _QUANTILE_HALF_RANGE = math.sqrt(3.0)
+# tree_bin_edges fits its trees on at most this many flows: a few seconds per 39 features on 2 CPU cores.
+TREE_MAX_FLOWS = 200_000
 
 
 class PiecewiseLinearEncoding(nn.Module):
@@ -43,6 +50,22 @@ class PiecewiseLinearEncoding(nn.Module):
         self.offset = nn.Parameter(offsets.repeat(n_features, 1))
         self.projection = nn.Parameter(torch.randn(n_features, n_bins, dim) / math.sqrt(n_bins))
         self.bias = nn.Parameter(torch.zeros(n_features, dim))
+
+    def place_edges(self, edges: torch.Tensor) -> None:
+        """Move the bins so that bin t of feature j spans ``edges[j, t]`` to ``edges[j, t + 1]``.
+
+        ``edges`` has shape (n_features, n_bins + 1) and increases along each
+        row. The edges stay trainable parameters.
+        """
+        expected = (self.slope.shape[0], self.slope.shape[1] + 1)
+        if tuple(edges.shape) != expected:
+            raise ValueError(f"edges must have shape (n_features, n_bins + 1) = {expected}, got {tuple(edges.shape)}")
+        widths = edges.diff(dim=1)
+        if not bool((widths > 0).all()):
+            raise ValueError("edges must increase strictly along each feature")
+        with torch.no_grad():
+            self.slope.copy_(1.0 / widths)
+            self.offset.copy_(-edges[:, :-1] / widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
@@ -70,3 +93,48 @@ class PLECNN(EmbeddingCNN):
         super().__init__(n_features, n_classes, embedding_dim=embedding_dim, channels=channels,
                          n_blocks=n_blocks, kernel_size=kernel_size, hidden_units=hidden_units, dropout=dropout)
         self.embedding = PiecewiseLinearEncoding(n_features, n_bins, embedding_dim)
+
+
+def tree_bin_edges(features: np.ndarray, labels: np.ndarray, n_bins: int, *, min_flows_per_bin: int = 20,
+                   max_flows: int = TREE_MAX_FLOWS, seed: int = 0) -> np.ndarray:
+    """Return bin edges per feature at the thresholds of a decision tree fitted on that feature alone.
+
+    ``features`` is float (n_flows, n_features), standardised quantile ranks
+    as ``PiecewiseLinearEncoding`` expects; ``labels`` gives a class index
+    per flow. Each tree has at most ``n_bins`` leaves of at least
+    ``min_flows_per_bin`` flows, so its thresholds mark where the class mix
+    changes along that feature. A feature whose tree finds fewer than
+    ``n_bins - 1`` thresholds inside [-sqrt(3), sqrt(3)] (a feature with
+    few distinct values, say) gets the rest by halving its widest bin
+    until it has ``n_bins``. Trees see a random sample of at most
+    ``max_flows`` flows, which bounds the time on the full dataset.
+
+    Returns float32 (n_features, n_bins + 1), from -sqrt(3) to sqrt(3) and
+    strictly increasing along each row, for ``PiecewiseLinearEncoding.place_edges``.
+    """
+    if features.ndim != 2 or len(features) != len(labels):
+        raise ValueError(f"features must be (n_flows, n_features) with one label per flow, got features "
+                         f"{features.shape} and {len(labels)} labels")
+    if len(features) > max_flows:
+        rows = np.sort(np.random.default_rng(seed).choice(len(features), size=max_flows, replace=False))
+        features, labels = features[rows], labels[rows]
+
+    low, high = np.float32(-_QUANTILE_HALF_RANGE), np.float32(_QUANTILE_HALF_RANGE)
+    edges = []
+    for column in features.T:
+        inner = np.empty(0)
+        if n_bins > 1:
+            tree = DecisionTreeClassifier(max_leaf_nodes=n_bins, min_samples_leaf=min_flows_per_bin,
+                                          random_state=seed)
+            tree.fit(column.reshape(-1, 1), labels)
+            # Leaves have feature index -2; every other node splits the one feature at its threshold.
+            # Rounding to float32 first keeps the returned edges distinct.
+            inner = np.unique(tree.tree_.threshold[tree.tree_.feature >= 0].astype(np.float32))
+            inner = inner[(inner > low) & (inner < high)]
+        feature_edges = np.concatenate([[low], inner, [high]]).astype(np.float64)
+        while len(feature_edges) < n_bins + 1:
+            widest = int(np.argmax(np.diff(feature_edges)))
+            middle = (feature_edges[widest] + feature_edges[widest + 1]) / 2
+            feature_edges = np.insert(feature_edges, widest + 1, middle)
+        edges.append(feature_edges)
+    return np.stack(edges).astype(np.float32)

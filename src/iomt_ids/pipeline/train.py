@@ -33,6 +33,7 @@ from iomt_ids.data.preprocessing import FeaturePreprocessor
 from iomt_ids.data.schema import layout_containing, task_label_of
 from iomt_ids.models.callbacks import BestEpochWeights
 from iomt_ids.models.lit_module import FlowClassifierModule
+from iomt_ids.models.ple_cnn import TREE_MAX_FLOWS, PiecewiseLinearEncoding, tree_bin_edges
 from iomt_ids.pipeline import ingest as ingest_stage
 from iomt_ids.pipeline import prepare as prepare_stage
 from iomt_ids.pipeline.tracking import setup_mlflow, tracking_uri
@@ -50,6 +51,8 @@ PYFUNC_CODE = Path(__file__).resolve().parents[1] / "serving" / "mlflow_model.py
 RUN_FILE = "run.json"
 
 IMBALANCE_OPTIONS: tuple[str, ...] = ("none", "class_weights", "balanced_sampling")
+# Starting places of a piecewise-linear encoding's bins: evenly spaced, or at per-feature decision-tree thresholds.
+BIN_INIT_OPTIONS: tuple[str, ...] = ("uniform", "tree")
 
 # Packages a served model needs besides this project's own.
 _SERVING_PACKAGES = ("torch", "numpy", "pandas", "safetensors", "mlflow")
@@ -135,6 +138,24 @@ def _selection_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return selected
 
 
+def _initial_bins(cfg: DictConfig, network: torch.nn.Module, train_x: torch.Tensor, train_y: torch.Tensor) -> None:
+    """Place the encoding's bins at decision-tree thresholds of the training split when model.bin_init is tree."""
+    bin_init = cfg.model.get("bin_init", "uniform")
+    if bin_init not in BIN_INIT_OPTIONS:
+        raise ValueError(f"model.bin_init is {bin_init!r}; expected one of {', '.join(BIN_INIT_OPTIONS)}")
+    if bin_init == "uniform":
+        return
+    encoding = getattr(network, "embedding", None)
+    if not isinstance(encoding, PiecewiseLinearEncoding):
+        raise ValueError(f"model.bin_init=tree needs a network with a piecewise-linear encoding (ple_cnn, "
+                         f"ple_cnn_tree), but model {cfg.model.name!r} has none; set model.bin_init=uniform")
+    n_bins = encoding.slope.shape[1]
+    edges = tree_bin_edges(train_x.numpy(), train_y.numpy(), n_bins, seed=cfg.seed)
+    encoding.place_edges(torch.from_numpy(edges))
+    logger.info("placed %d bins per feature at decision-tree thresholds of %d training flows", n_bins,
+                min(len(train_y), TREE_MAX_FLOWS))
+
+
 def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = (), save: bool = True,
                nested: bool = False) -> TrainResult:
     """Train the configured network for one task; return the run, model URI and val macro-F1.
@@ -182,6 +203,7 @@ def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = 
         raise ValueError(f"model.imbalance is {imbalance!r}; expected one of {', '.join(IMBALANCE_OPTIONS)}")
     net_config = OmegaConf.to_container(cfg.model.net, resolve=True)
     network = build_network(net_config, n_features=len(columns), n_classes=len(output_names))
+    _initial_bins(cfg, network, train_x, train_y)
     module = FlowClassifierModule(
         network, n_classes=len(class_names), lr=cfg.model.optimizer.lr,
         weight_decay=cfg.model.optimizer.get("weight_decay", 0.0),
