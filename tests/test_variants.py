@@ -10,6 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from iomt_ids.config import ConfigError
 from iomt_ids.data.schema import LAYOUTS
 from iomt_ids.models.ple_cnn import PLECNN, PiecewiseLinearEncoding, tree_bin_edges
 from iomt_ids.pipeline import train
@@ -213,16 +214,35 @@ def test_tree_bin_init_needs_an_encoding(variants_project, tmp_path):
     cfg = project_config(variants_project, "model=published_cnn", "+model.bin_init=tree",
                          f"paths.models_dir={tmp_path}/models")
 
-    with pytest.raises(ValueError, match="model 'published_cnn' has none; set model.bin_init=uniform"):
+    with pytest.raises(ConfigError, match="model 'published_cnn' has none; set model.bin_init=uniform"):
         train.train_task(cfg, "attack", save=False)
 
 
-def test_unknown_bin_init_rejected(variants_project, tmp_path):
-    cfg = project_config(variants_project, "model=ple_cnn_tree", "model.bin_init=quantiles",
+def test_cli_reports_tree_bins_without_encoding(variants_project, tmp_path, caplog):
+    from iomt_ids import cli
+
+    cfg = project_config(variants_project, "model=published_cnn", "+model.bin_init=tree",
                          f"paths.models_dir={tmp_path}/models")
+    params = tmp_path / "params.yaml"
+    params.write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
-    with pytest.raises(ValueError, match="model.bin_init is 'quantiles'; expected one of uniform, tree"):
-        train.train_task(cfg, "attack", save=False)
+    status = cli.main(["--params", str(params), "train", "--task", "attack"])
+
+    assert status == 2
+    assert "model.bin_init=tree needs a network with a piecewise-linear encoding" in caplog.text
+
+
+def test_unknown_bin_init_rejected(variants_project):
+    message = ("model.bin_init='quantiles' in .* is invalid: expected one of uniform, tree, "
+               "for example model.bin_init=uniform")
+    with pytest.raises(ConfigError, match=message):
+        project_config(variants_project, "model=ple_cnn_tree", "model.bin_init=quantiles")
+
+
+def test_unknown_imbalance_rejected(variants_project):
+    message = "model.imbalance='oversample' in .* is invalid: expected one of none, class_weights, balanced_sampling"
+    with pytest.raises(ConfigError, match=message):
+        project_config(variants_project, "model=ple_cnn", "model.imbalance=oversample")
 
 
 def test_unknown_scheduler_rejected():

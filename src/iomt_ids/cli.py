@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             compare.report(cfg)
         elif args.stage == "download":
             return _download(cfg, args)
-    except DataError as error:
+    except (DataError, ConfigError) as error:
         logging.getLogger("iomt_ids").error("%s", error)
         return 2
     return 0

@@ -31,7 +31,7 @@ def load_params(path: Path = Path("params.yaml"), overrides: Sequence[str] = ())
 
 
 class ConfigError(ValueError):
-    """An invalid command-line override of params.yaml."""
+    """An invalid setting in an override, params.yaml or conf/, or one that the chosen model cannot use."""
 
 
 # Marks a key that OmegaConf.select did not find, since None is a valid value.
@@ -80,6 +80,12 @@ _VALUE_RULES: tuple[tuple[str, str, bool], ...] = (
     ("comparison.max_epochs", "count", True),
     ("comparison.baseline_max_train_flows", "count", True),
 )
+
+# Training options, each one of a fixed set of names.
+IMBALANCE_OPTIONS: tuple[str, ...] = ("none", "class_weights", "balanced_sampling")
+# Starting places of a piecewise-linear encoding's bins: evenly spaced, or at per-feature decision-tree thresholds.
+BIN_INIT_OPTIONS: tuple[str, ...] = ("uniform", "tree")
+_CHOICE_RULES: dict[str, tuple[str, ...]] = {"model.imbalance": IMBALANCE_OPTIONS, "model.bin_init": BIN_INIT_OPTIONS}
 
 _KIND_TEXT = {
     "count": "a whole number of at least 1",
@@ -132,6 +138,11 @@ def check_values(config: DictConfig, source: str) -> None:
                 f"{key}={value!r} in {source} is invalid: expected {_KIND_TEXT[kind]}"
                 f"{' or null' if nullable and kind != 'flag' else ''}, for example {key}={example}."
             )
+    for key, choices in _CHOICE_RULES.items():
+        value = OmegaConf.select(config, key, default=_MISSING, throw_on_resolution_failure=False)
+        if value is not _MISSING and value not in choices:
+            raise ConfigError(f"{key}={value!r} in {source} is invalid: expected one of {', '.join(choices)}, "
+                              f"for example {key}={choices[0]}.")
     drop_columns = OmegaConf.select(config, "data.drop_columns", default=None)
     if drop_columns is not None and not (OmegaConf.is_list(drop_columns) or isinstance(drop_columns, list)):
         raise ConfigError(
