@@ -83,6 +83,25 @@ def test_cli_reports_bad_override():
     assert status == 2
 
 
+def test_cli_reports_missing_params(tmp_path, caplog):
+    from iomt_ids import cli
+
+    status = cli.main(["--params", str(tmp_path / "none.yaml"), "train", "--task", "attack"])
+
+    assert status == 2
+    assert f"{tmp_path / 'none.yaml'} not found. Run from the project root, or pass --params PATH." in caplog.text
+
+
+def test_cli_reports_missing_comparison_results(tmp_path, caplog):
+    from iomt_ids import cli
+
+    status = cli.main(["--params", str(ROOT / "params.yaml"), "compare-report", f"paths.reports_dir={tmp_path}"])
+
+    assert status == 2
+    assert "no comparison results for" in caplog.text
+    assert "run dvc repro compare_cnn compare_baseline" in caplog.text
+
+
 @pytest.mark.parametrize(("overrides", "epochs"), [
     (["model=published_cnn"], 10),
     (["model=ple_cnn"], 30),

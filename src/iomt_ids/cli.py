@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load_params(args.params, args.overrides)
-    except ConfigError as error:
+    except (ConfigError, FileNotFoundError) as error:
         logging.getLogger("iomt_ids").error("%s", error)
         return 2
     try:
@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             compare.report(cfg)
         elif args.stage == "download":
             return _download(cfg, args)
-    except (DataError, ConfigError) as error:
+    except (DataError, ConfigError, FileNotFoundError) as error:
+        # A missing input (a split not prepared yet, comparison results not computed) names the file and the fix.
         logging.getLogger("iomt_ids").error("%s", error)
         return 2
     return 0
