@@ -126,8 +126,18 @@ def test_tree_edges_split_where_class_changes():
 
     assert edges.shape == (1, 3)
     assert edges[0, 1] == pytest.approx(0.5, abs=0.01)
-    assert edges[0, 0] == pytest.approx(-math.sqrt(3.0))
-    assert edges[0, 2] == pytest.approx(math.sqrt(3.0))
+
+
+def test_tree_edges_span_training_values():
+    # Standardised ranks of a feature with many ties reach far beyond [-sqrt(3), sqrt(3)].
+    values = np.linspace(-6.0, 0.5, 400, dtype=np.float32)
+    labels = (values > -4.0).astype(np.int64)
+
+    edges = tree_bin_edges(values.reshape(-1, 1), labels, n_bins=2)
+
+    assert edges[0, 0] == pytest.approx(-6.0)
+    assert edges[0, 1] == pytest.approx(-4.0, abs=0.02)
+    assert edges[0, 2] == pytest.approx(0.5)
 
 
 def test_tree_edges_spread_evenly_without_splits():
@@ -139,6 +149,18 @@ def test_tree_edges_spread_evenly_without_splits():
 
     half_range = math.sqrt(3.0)
     assert edges[0] == pytest.approx([-half_range, -half_range / 2, 0.0, half_range / 2, half_range], abs=1e-6)
+
+
+def test_tree_edges_halve_bins_without_split(caplog):
+    # 100 flows cannot fill two leaves of at least 60 flows, so the tree has no split.
+    values = np.linspace(0.0, 1.0, 100, dtype=np.float32)
+    labels = (values > 0.5).astype(np.int64)
+
+    with caplog.at_level("INFO", logger="iomt_ids.models.ple_cnn"):
+        edges = tree_bin_edges(values.reshape(-1, 1), labels, n_bins=4, min_flows_per_bin=60)
+
+    assert edges[0] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert "1 of 1 features had no split and got evenly halved bins" in caplog.text
 
 
 def test_tree_edges_increase_per_feature():

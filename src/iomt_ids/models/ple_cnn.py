@@ -15,6 +15,7 @@ tree fitted on each feature alone splits the training classes.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -23,6 +24,8 @@ from sklearn.tree import DecisionTreeClassifier
 from torch import nn
 
 from iomt_ids.models.embedding_cnn import EmbeddingCNN
+
+logger = logging.getLogger(__name__)
 
 # A rank uniform on [0, 1], standardised, spans [-sqrt(3), sqrt(3)].
 _QUANTILE_HALF_RANGE = math.sqrt(3.0)
@@ -99,18 +102,21 @@ def tree_bin_edges(features: np.ndarray, labels: np.ndarray, n_bins: int, *, min
                    max_flows: int = TREE_MAX_FLOWS, seed: int = 0) -> np.ndarray:
     """Return bin edges per feature at the thresholds of a decision tree fitted on that feature alone.
 
-    ``features`` is float (n_flows, n_features), standardised quantile ranks
-    as ``PiecewiseLinearEncoding`` expects; ``labels`` gives a class index
-    per flow. Each tree has at most ``n_bins`` leaves of at least
+    ``features`` is float32 (n_flows, n_features), transformed as the
+    network's input; ``labels`` gives a class index per flow. Each
+    feature's bins span the range of its training values, which for a
+    standardised quantile rank with many ties reaches well beyond
+    [-sqrt(3), sqrt(3)]. The tree has at most ``n_bins`` leaves of at least
     ``min_flows_per_bin`` flows, so its thresholds mark where the class mix
-    changes along that feature. A feature whose tree finds fewer than
-    ``n_bins - 1`` thresholds inside [-sqrt(3), sqrt(3)] (a feature with
-    few distinct values, say) gets the rest by halving its widest bin
-    until it has ``n_bins``. Trees see a random sample of at most
-    ``max_flows`` flows, which bounds the time on the full dataset.
+    changes along the feature. A feature whose tree finds fewer than
+    ``n_bins - 1`` thresholds (a feature with few distinct values, say)
+    gets the rest by halving its widest bin until it has ``n_bins``, and a
+    constant feature gets even bins over [-sqrt(3), sqrt(3)]. Trees see a
+    random sample of at most ``max_flows`` flows, which bounds the time on
+    the full dataset.
 
-    Returns float32 (n_features, n_bins + 1), from -sqrt(3) to sqrt(3) and
-    strictly increasing along each row, for ``PiecewiseLinearEncoding.place_edges``.
+    Returns float32 (n_features, n_bins + 1), strictly increasing along each
+    row, for ``PiecewiseLinearEncoding.place_edges``.
     """
     if features.ndim != 2 or len(features) != len(labels):
         raise ValueError(f"features must be (n_flows, n_features) with one label per flow, got features "
@@ -119,11 +125,14 @@ def tree_bin_edges(features: np.ndarray, labels: np.ndarray, n_bins: int, *, min
         rows = np.sort(np.random.default_rng(seed).choice(len(features), size=max_flows, replace=False))
         features, labels = features[rows], labels[rows]
 
-    low, high = np.float32(-_QUANTILE_HALF_RANGE), np.float32(_QUANTILE_HALF_RANGE)
     edges = []
-    for column in features.T:
-        inner = np.empty(0)
-        if n_bins > 1:
+    tree_thresholds = []
+    for column in features.astype(np.float32).T:
+        low, high = column.min(), column.max()
+        inner = np.empty(0, dtype=np.float32)
+        if low == high:
+            low, high = np.float32(-_QUANTILE_HALF_RANGE), np.float32(_QUANTILE_HALF_RANGE)
+        elif n_bins > 1:
             tree = DecisionTreeClassifier(max_leaf_nodes=n_bins, min_samples_leaf=min_flows_per_bin,
                                           random_state=seed)
             tree.fit(column.reshape(-1, 1), labels)
@@ -131,10 +140,16 @@ def tree_bin_edges(features: np.ndarray, labels: np.ndarray, n_bins: int, *, min
             # Rounding to float32 first keeps the returned edges distinct.
             inner = np.unique(tree.tree_.threshold[tree.tree_.feature >= 0].astype(np.float32))
             inner = inner[(inner > low) & (inner < high)]
+        tree_thresholds.append(len(inner))
+
         feature_edges = np.concatenate([[low], inner, [high]]).astype(np.float64)
         while len(feature_edges) < n_bins + 1:
             widest = int(np.argmax(np.diff(feature_edges)))
             middle = (feature_edges[widest] + feature_edges[widest + 1]) / 2
             feature_edges = np.insert(feature_edges, widest + 1, middle)
         edges.append(feature_edges)
+
+    logger.info("decision trees on %d flows placed a median of %d of %d inner bin edges per feature; %d of %d "
+                "features had no split and got evenly halved bins", len(features), int(np.median(tree_thresholds)),
+                n_bins - 1, sum(count == 0 for count in tree_thresholds), len(tree_thresholds))
     return np.stack(edges).astype(np.float32)

@@ -33,7 +33,7 @@ from iomt_ids.data.preprocessing import FeaturePreprocessor
 from iomt_ids.data.schema import layout_containing, task_label_of
 from iomt_ids.models.callbacks import BestEpochWeights
 from iomt_ids.models.lit_module import FlowClassifierModule
-from iomt_ids.models.ple_cnn import TREE_MAX_FLOWS, PiecewiseLinearEncoding, tree_bin_edges
+from iomt_ids.models.ple_cnn import PiecewiseLinearEncoding, tree_bin_edges
 from iomt_ids.pipeline import ingest as ingest_stage
 from iomt_ids.pipeline import prepare as prepare_stage
 from iomt_ids.pipeline.tracking import setup_mlflow, tracking_uri
@@ -141,13 +141,10 @@ def _initial_bins(cfg: DictConfig, network: torch.nn.Module, train_x: torch.Tens
         return
     encoding = getattr(network, "embedding", None)
     if not isinstance(encoding, PiecewiseLinearEncoding):
-        raise ConfigError(f"model.bin_init=tree needs a network with a piecewise-linear encoding (ple_cnn, "
-                         f"ple_cnn_tree), but model {cfg.model.name!r} has none; set model.bin_init=uniform")
-    n_bins = encoding.slope.shape[1]
-    edges = tree_bin_edges(train_x.numpy(), train_y.numpy(), n_bins, seed=cfg.seed)
+        raise ConfigError(f"model.bin_init=tree needs a network with a piecewise-linear encoding (the ple_cnn "
+                          f"variants), but model {cfg.model.name!r} has none; set model.bin_init=uniform")
+    edges = tree_bin_edges(train_x.numpy(), train_y.numpy(), encoding.slope.shape[1], seed=cfg.seed)
     encoding.place_edges(torch.from_numpy(edges))
-    logger.info("placed %d bins per feature at decision-tree thresholds of %d training flows", n_bins,
-                min(len(train_y), TREE_MAX_FLOWS))
 
 
 def train_task(cfg: DictConfig, task: str, *, callbacks: Sequence[L.Callback] = (), save: bool = True,
