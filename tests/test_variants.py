@@ -140,7 +140,7 @@ def test_tree_edges_span_training_values():
     assert edges[0, 2] == pytest.approx(0.5)
 
 
-def test_tree_edges_spread_evenly_without_splits():
+def test_tree_edges_constant_feature_even():
     # A constant feature gives the tree nothing to split, so its bins are halved into even widths.
     features = np.zeros((100, 1), dtype=np.float32)
     labels = np.arange(100) % 2
@@ -160,7 +160,7 @@ def test_tree_edges_halve_bins_without_split(caplog):
         edges = tree_bin_edges(values.reshape(-1, 1), labels, n_bins=4, min_flows_per_bin=60)
 
     assert edges[0] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
-    assert "1 of 1 features had no split and got evenly halved bins" in caplog.text
+    assert "1 of 1 features had no split, so their bins were halved evenly" in caplog.text
 
 
 def test_tree_edges_increase_per_feature():
@@ -214,7 +214,7 @@ def test_variant_trains_and_saves(variants_project, tmp_path, model, overrides):
 
 
 @pytest.mark.slow
-def test_tree_bin_init_places_bins_before_training(variants_project, tmp_path):
+def test_tree_init_places_starting_bins(variants_project, tmp_path):
     from iomt_ids.data.prepared import encode, feature_columns, read_split, task_targets
 
     # A learning rate of 0 keeps the initial weights, so the trained bins are where training started.
